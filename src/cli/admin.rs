@@ -1,0 +1,450 @@
+//! Operator commands (SPEC §10): clients, users, keys, audit.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{fail, CliError};
+use crate::audit::{rfc3339, verify_chain};
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::oauth::clients::{operator_client, ClientSpec};
+use crate::secret;
+use crate::state::Clock;
+use crate::store::audit::{self as audit_store, Filter};
+use crate::store::clients::{self, Client};
+use crate::store::users::{self, User};
+use crate::store::{Db, StoreError};
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub enum ClientCmd {
+    /// Register a client; prints its id and (confidential clients) its secret, once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Public client (no secret; PKCE).
+        #[arg(long)]
+        public: bool,
+        #[arg(long, value_name = "ai-agent|service|web|native")]
+        client_type: Option<String>,
+        /// Choose the client id instead of a generated one.
+        #[arg(long)]
+        client_id: Option<String>,
+        #[arg(long = "grant", value_name = "GRANT")]
+        grants: Vec<String>,
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        #[arg(long = "resource", value_name = "ID")]
+        resources: Vec<String>,
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        #[arg(long = "owns-resource", value_name = "ID")]
+        owns_resources: Vec<String>,
+        #[arg(long = "exchange-to", value_name = "ID")]
+        exchange_to: Vec<String>,
+        #[arg(long)]
+        dpop: bool,
+        #[arg(long, value_name = "URI", conflicts_with = "jwks_file")]
+        jwks_uri: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        jwks_file: Option<PathBuf>,
+    },
+    /// List clients.
+    List,
+    /// Show one client.
+    Show { id: String },
+    /// Delete a client.
+    Delete { id: String },
+    /// Issue a new secret (the old one stops working at once).
+    RotateSecret { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user: they can no longer sign in.
+    Disable { username: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// List signing keys and their status.
+    List,
+    /// Add a new signing key (published at once; signs after activation_delay_secs).
+    Rotate {
+        /// Sign with the new key at once.
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Print audit events, oldest first.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        client: Option<String>,
+        /// RFC 3339 time, e.g. 2026-12-01T00:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Check the hash chain; exits non-zero naming the first broken event.
+    Verify,
+}
+
+async fn open_db(config: &Config) -> Result<Db, CliError> {
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+fn client_json(c: &Client, secret: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    if let (Some(s), Some(map)) = (secret, v.as_object_mut()) {
+        map.insert("client_secret".into(), json!(s));
+    }
+    v
+}
+
+fn client_text(c: &Client) -> String {
+    format!(
+        "{}  {}  type={}  {}  grants={}  resources={}  scopes={}",
+        c.client_id,
+        c.name,
+        c.client_type,
+        if c.public { "public" } else { "confidential" },
+        c.grant_types.join(","),
+        c.resources.join(","),
+        c.scopes.join(","),
+    )
+}
+
+pub async fn client(config: Config, cmd: ClientCmd, json: bool) -> Result<(), CliError> {
+    let now = Clock::default().now();
+    let db = open_db(&config).await?;
+    match cmd {
+        ClientCmd::Create {
+            name,
+            public,
+            client_type,
+            client_id,
+            grants,
+            redirect_uris,
+            resources,
+            scopes,
+            owns_resources,
+            exchange_to,
+            dpop,
+            jwks_uri,
+            jwks_file,
+        } => {
+            let jwks = match jwks_file {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .map_err(|e| fail(format!("--jwks-file {}: {e}", p.display())))?;
+                    Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| fail(format!("--jwks-file {}: {e}", p.display())))?,
+                    )
+                }
+                None => None,
+            };
+            let spec = ClientSpec {
+                client_id,
+                name,
+                public,
+                client_type,
+                grants,
+                redirect_uris,
+                resources,
+                scopes,
+                owns_resources,
+                exchange_to,
+                dpop,
+                jwks_uri,
+                jwks,
+            };
+            let (client, secret) = operator_client(&config, spec, now).map_err(fail)?;
+            match clients::insert(&db, &client).await {
+                Err(StoreError::Conflict) => {
+                    return Err(fail(format!(
+                        "client `{}` already exists",
+                        client.client_id
+                    )))
+                }
+                r => r?,
+            }
+            if json {
+                print_json(&client_json(&client, secret.as_deref()));
+            } else {
+                println!("created {}", client_text(&client));
+                if let Some(s) = secret {
+                    println!("client_secret: {s}  (shown once; stored only as a hash)");
+                }
+            }
+        }
+        ClientCmd::List => {
+            let all = clients::list(&db).await?;
+            if json {
+                print_json(&json!(all
+                    .iter()
+                    .map(|c| client_json(c, None))
+                    .collect::<Vec<_>>()));
+            } else {
+                for c in &all {
+                    println!("{}", client_text(c));
+                }
+            }
+        }
+        ClientCmd::Show { id } => {
+            let c = clients::get(&db, &id)
+                .await?
+                .ok_or_else(|| fail(format!("no client `{id}`")))?;
+            if json {
+                print_json(&client_json(&c, None));
+            } else {
+                println!("{}", client_text(&c));
+            }
+        }
+        ClientCmd::Delete { id } => {
+            match clients::delete(&db, &id).await {
+                Err(StoreError::NotFound) => return Err(fail(format!("no client `{id}`"))),
+                r => r?,
+            }
+            if json {
+                print_json(&json!({"deleted": id}));
+            } else {
+                println!("deleted {id}");
+            }
+        }
+        ClientCmd::RotateSecret { id } => {
+            let s = secret::random_token();
+            match clients::set_secret_hash(&db, &id, &secret::hash(&s), now).await {
+                Err(StoreError::NotFound) => {
+                    return Err(fail(format!("no confidential client `{id}`")))
+                }
+                r => r?,
+            }
+            if json {
+                print_json(&json!({"client_id": id, "client_secret": s}));
+            } else {
+                println!("client_secret: {s}  (shown once; the old secret no longer works)");
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn user_json(u: &User) -> serde_json::Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "email": u.email,
+        "disabled": u.disabled_at.is_some(),
+        "created_at": u.created_at,
+    })
+}
+
+pub async fn user(config: Config, cmd: UserCmd, json: bool) -> Result<(), CliError> {
+    let now = Clock::default().now();
+    let db = open_db(&config).await?;
+    match cmd {
+        UserCmd::Create {
+            username, email, ..
+        } => {
+            if username.is_empty()
+                || username.len() > 128
+                || username
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(fail(
+                    "--username must be 1 to 128 characters without spaces",
+                ));
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|e| fail(format!("cannot read the password from stdin: {e}")))?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.chars().count() < 8 {
+                return Err(fail("the password must be at least 8 characters"));
+            }
+            let user = User {
+                id: uuid::Uuid::new_v4().to_string(),
+                username,
+                email,
+                password_hash: secret::hash_password(password).map_err(|e| fail(e.to_string()))?,
+                disabled_at: None,
+                created_at: now,
+            };
+            match users::insert(&db, &user).await {
+                Err(StoreError::Conflict) => {
+                    return Err(fail(format!("user `{}` already exists", user.username)))
+                }
+                r => r?,
+            }
+            if json {
+                print_json(&user_json(&user));
+            } else {
+                println!("created user {} ({})", user.username, user.id);
+            }
+        }
+        UserCmd::List => {
+            let all = users::list(&db).await?;
+            if json {
+                print_json(&json!(all.iter().map(user_json).collect::<Vec<_>>()));
+            } else {
+                for u in &all {
+                    let state = if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}  {}  {}",
+                        u.username,
+                        u.email.as_deref().unwrap_or("-"),
+                        state
+                    );
+                }
+            }
+        }
+        UserCmd::Disable { username } => {
+            match users::disable(&db, &username, now).await {
+                Err(StoreError::NotFound) => return Err(fail(format!("no user `{username}`"))),
+                r => r?,
+            }
+            if json {
+                print_json(&json!({"disabled": username}));
+            } else {
+                println!("disabled {username}");
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+pub async fn keys(config: Config, cmd: KeysCmd, json: bool) -> Result<(), CliError> {
+    let now = Clock::default().now();
+    let ring = KeyRing::open(&config.keys_dir, now)?;
+    if let KeysCmd::Rotate { now: at_once } = cmd {
+        let delay = if at_once {
+            0
+        } else {
+            config.keys.activation_delay_secs
+        };
+        let kid = ring.rotate(now, delay)?;
+        if !json {
+            println!(
+                "new key {kid} published; signs from {}",
+                rfc3339(now + delay as i64)
+            );
+        }
+    }
+    let list = ring.list(now);
+    if json {
+        print_json(&serde_json::to_value(&list)?);
+    } else {
+        for k in &list {
+            println!(
+                "{}  {}  {}  activates {}",
+                k.kid,
+                k.alg,
+                k.status,
+                rfc3339(k.activates_at)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(config: Config, cmd: AuditCmd, json: bool) -> Result<(), CliError> {
+    let db = open_db(&config).await?;
+    match cmd {
+        AuditCmd::List {
+            user,
+            client,
+            since,
+        } => {
+            let since = match since {
+                Some(s) => Some(
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .map_err(|_| fail(format!("--since `{s}` is not an RFC 3339 time")))?
+                        .unix_timestamp(),
+                ),
+                None => None,
+            };
+            let events = audit_store::list(
+                &db,
+                &Filter {
+                    user,
+                    client_id: client,
+                    since,
+                },
+            )
+            .await?;
+            for e in &events {
+                if json {
+                    println!("{}", serde_json::to_string(e)?);
+                } else {
+                    println!(
+                        "{}  {}  {}  client={}  user={}  aud={}  scope={}  {}",
+                        e.time,
+                        e.event,
+                        e.outcome.as_str(),
+                        e.client_id.as_deref().unwrap_or("-"),
+                        e.user.as_deref().unwrap_or("-"),
+                        e.audience.as_deref().unwrap_or("-"),
+                        e.scope_granted.as_deref().unwrap_or("-"),
+                        e.reason.as_deref().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        AuditCmd::Verify => {
+            let (events, head) = audit_store::chain(&db).await?;
+            match verify_chain(&events, &head) {
+                Ok(n) => {
+                    if json {
+                        print_json(&json!({"ok": true, "events": n}));
+                    } else {
+                        println!("audit chain intact: {n} events");
+                    }
+                }
+                Err(b) => {
+                    return Err(fail(format!(
+                        "audit chain broken at event {} (#{}): {}",
+                        b.id,
+                        b.index + 1,
+                        b.why
+                    )))
+                }
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
+}

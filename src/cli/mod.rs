@@ -1,0 +1,141 @@
+//! The `mandate` command line: `serve`, `migrate` and the operator commands of
+//! SPEC §10. Every subcommand takes `--config` (or `MANDATE_CONFIG`) and the
+//! `MANDATE_*` overrides, and `--json` for machine-readable output.
+
+mod admin;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mandate",
+    version,
+    about = "OAuth 2.1 authorization server for AI-agent delegation"
+)]
+pub struct Args {
+    /// Configuration file (default: ./mandate.toml when it exists).
+    #[arg(long, global = true, env = "MANDATE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the authorization server.
+    Serve {
+        /// Seed demo resources, a demo agent client and a demo user, and print what to try.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations (serve also does this at start).
+    Migrate,
+    /// Manage clients.
+    #[command(subcommand)]
+    Client(admin::ClientCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(admin::UserCmd),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCmd),
+    /// Read and verify the audit trail.
+    #[command(subcommand)]
+    Audit(admin::AuditCmd),
+}
+
+/// A failure of a command: printed as one line, exit code 1 (2 for config).
+#[derive(Debug)]
+pub enum CliError {
+    Config(String),
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> CliError {
+        CliError::Failed(e.to_string())
+    }
+}
+
+pub fn fail(msg: impl Into<String>) -> CliError {
+    CliError::Failed(msg.into())
+}
+
+pub fn run(args: Args) -> ExitCode {
+    init_tracing(
+        args.log_format,
+        matches!(args.command, Command::Serve { .. }),
+    );
+    let config = match Config::load(args.config.as_deref(), &Config::env_overrides()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mandate: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mandate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = args.json;
+    let result = rt.block_on(async move {
+        match args.command {
+            Command::Serve { demo } => serve::run(config, demo).await,
+            Command::Migrate => serve::migrate(config, json).await,
+            Command::Client(cmd) => admin::client(config, cmd, json).await,
+            Command::User(cmd) => admin::user(config, cmd, json).await,
+            Command::Keys(cmd) => admin::keys(config, cmd, json).await,
+            Command::Audit(cmd) => admin::audit(config, cmd, json).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Config(m)) => {
+            eprintln!("mandate: invalid configuration: {m}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(m)) => {
+            eprintln!("mandate: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (stdout is for command output). Filter from `MANDATE_LOG`;
+/// `info` for the server, `warn` for one-shot commands.
+fn init_tracing(format: LogFormat, server: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if server { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("MANDATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,179 @@
+//! `mandate serve [--demo]` and `mandate migrate`.
+
+use tokio::net::TcpListener;
+
+use super::{fail, CliError};
+use crate::config::{Config, Resource, Scope};
+use crate::secret;
+use crate::store::clients::{self, Client, ORIGIN_OPERATOR};
+use crate::store::users::{self, User};
+use crate::store::{Db, StoreError};
+
+pub async fn migrate(config: Config, json: bool) -> Result<(), CliError> {
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    db.close().await;
+    if json {
+        println!("{}", serde_json::json!({"migrated": true}));
+    } else {
+        println!("migrations applied");
+    }
+    Ok(())
+}
+
+pub async fn run(mut config: Config, demo: bool) -> Result<(), CliError> {
+    if demo && config.resources.is_empty() {
+        config.resources = demo_resources(config.tokens.access_token_ttl_secs);
+    }
+    let bind = config.bind;
+    let built = crate::build(config)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot start: {e:#}")))?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|e| CliError::Config(format!("bind: cannot listen on {bind}: {e}")))?;
+    if demo {
+        let banner = seed_demo(
+            &built.state.db,
+            &built.state.config,
+            built.state.clock.now(),
+        )
+        .await?;
+        println!("{banner}");
+    }
+    tracing::info!(addr = %bind, issuer = %built.state.config.issuer, "mandate listening");
+    crate::serve(listener, built, shutdown_signal())
+        .await
+        .map_err(|e| fail(format!("server error: {e:#}")))?;
+    tracing::info!("mandate stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub const DEMO_RESOURCE: &str = "https://api.example.com";
+pub const DEMO_CLIENT: &str = "demo-agent";
+pub const DEMO_USER: &str = "demo";
+
+fn scope(name: &str, description: &str) -> Scope {
+    Scope {
+        name: name.into(),
+        description: description.into(),
+        min_acr: None,
+        max_auth_age_secs: None,
+        approval: false,
+    }
+}
+
+/// The resources of SPEC §1's example, used when the config names none.
+pub fn demo_resources(ttl: u64) -> Vec<Resource> {
+    vec![
+        Resource {
+            id: DEMO_RESOURCE.into(),
+            name: "Invoices API".into(),
+            access_token_ttl_secs: ttl,
+            scopes: vec![
+                scope("invoices:read", "Read your invoices"),
+                Scope {
+                    min_acr: Some("urn:mandate:acr:mfa".into()),
+                    max_auth_age_secs: Some(300),
+                    ..scope(
+                        "invoices:write",
+                        "Create, change and dispute invoices for you",
+                    )
+                },
+                Scope {
+                    approval: true,
+                    ..scope("payments:send", "Send a payment from your account")
+                },
+            ],
+        },
+        Resource {
+            id: "https://files.example.com".into(),
+            name: "Files API".into(),
+            access_token_ttl_secs: ttl,
+            scopes: vec![scope("files:read", "Read your files")],
+        },
+    ]
+}
+
+/// Creates the demo client and user when missing. Their secrets are stored
+/// only as hashes, so each start gives them fresh ones and prints those.
+async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliError> {
+    let client_secret = secret::random_token();
+    let client = Client {
+        client_id: DEMO_CLIENT.into(),
+        name: "Demo agent".into(),
+        client_type: "ai-agent".into(),
+        public: false,
+        secret_hash: Some(secret::hash(&client_secret)),
+        origin: ORIGIN_OPERATOR.into(),
+        grant_types: vec!["client_credentials".into()],
+        redirect_uris: vec![],
+        resources: vec![DEMO_RESOURCE.into()],
+        scopes: vec!["invoices:read".into()],
+        owns_resources: vec![],
+        exchange_to: vec![],
+        dpop_bound_access_tokens: false,
+        jwks_uri: None,
+        jwks: None,
+        created_at: now,
+        updated_at: now,
+    };
+    match clients::insert(db, &client).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            clients::set_secret_hash(db, DEMO_CLIENT, &secret::hash(&client_secret), now).await?
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let password = secret::random_token()[..16].to_string();
+    let phc = secret::hash_password(&password).map_err(|e| fail(e.to_string()))?;
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: DEMO_USER.into(),
+        email: Some("demo@example.com".into()),
+        password_hash: phc.clone(),
+        disabled_at: None,
+        created_at: now,
+    };
+    match users::insert(db, &user).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => users::set_password_hash(db, DEMO_USER, &phc).await?,
+        Err(e) => return Err(e.into()),
+    }
+    let iss = &config.issuer;
+    Ok(format!(
+        "\nmandate demo is running at {iss}\n\
+         \n\
+         Demo agent  client_id={DEMO_CLIENT}  client_secret={client_secret}\n\
+         Demo user   username={DEMO_USER}  password={password}\n\
+         (fresh secrets on every `serve --demo`; they are stored only as hashes)\n\
+         \n\
+         Get a token as the agent (client credentials, RFC 9068 JWT):\n\
+         \x20 curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials -d resource={DEMO_RESOURCE} -d scope=invoices:read {iss}/token\n\
+         \n\
+         Verify it: the signing keys are at {iss}/jwks.json (match the token's `kid`); print the claims with\n\
+         \x20 curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials {iss}/token | python3 -c 'import sys,json,base64; p=json.load(sys.stdin)[\"access_token\"].split(\".\")[1]; print(json.dumps(json.loads(base64.urlsafe_b64decode(p+\"==\")),indent=2))'\n\
+         \n\
+         Metadata: {iss}/.well-known/oauth-authorization-server\n"
+    ))
+}

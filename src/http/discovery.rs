@@ -1,0 +1,57 @@
+//! RFC 8414 metadata and the JWKS.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::oauth::grants;
+use crate::state::AppState;
+
+/// How long resource servers may cache the JWKS. Key rotation publishes a new
+/// key `activation_delay_secs` (default 600) before it signs, longer than this.
+pub const JWKS_MAX_AGE_SECS: u64 = 300;
+
+/// The metadata document, listing only what this build implements.
+pub fn metadata(config: &Config) -> Value {
+    let scopes: Vec<&str> = config
+        .resources
+        .iter()
+        .flat_map(|r| r.scopes.iter().map(|s| s.name.as_str()))
+        .collect();
+    json!({
+        "issuer": config.issuer,
+        "token_endpoint": config.endpoint("/token"),
+        "jwks_uri": config.endpoint("/jwks.json"),
+        "grant_types_supported": grants::IMPLEMENTED,
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": scopes,
+    })
+}
+
+/// GET /.well-known/oauth-authorization-server and /.well-known/openid-configuration.
+pub async fn metadata_get(State(app): State<AppState>) -> Response {
+    let mut resp = Json(metadata(&app.config)).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// GET /jwks.json: every key a live token may be signed with.
+pub async fn jwks_get(State(app): State<AppState>) -> Response {
+    if let Err(e) = app.keys.refresh() {
+        tracing::warn!(error = %e, "could not re-read the keys directory; serving the keys loaded");
+    }
+    let mut resp = Json(app.keys.jwks(app.clock.now())).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECS}"))
+            .unwrap_or(HeaderValue::from_static("public, max-age=300")),
+    );
+    resp
+}

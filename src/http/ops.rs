@@ -1,0 +1,28 @@
+//! Liveness and readiness.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// GET /healthz: the process is up.
+pub async fn healthz_get() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// GET /readyz: the database answers.
+pub async fn readyz_get(State(app): State<AppState>) -> impl IntoResponse {
+    match app.db.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+            )
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Signing keys: ES256 key pairs in the keys directory, and the JWKS.
+//!
+//! Each key is one file `<kid>.json` (mode 0600) holding the private JWK and
+//! when it starts signing. A rotated key is published at once and signs only
+//! from `activates_at`, so resource servers holding a cached JWKS already know
+//! it. A key that a newer key replaced stays published for the longest token
+//! lifetime after that, so every live token still verifies. Every instance
+//! sharing the directory re-reads it when its listing changes.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use josekit::jwk::Jwk;
+use josekit::jws::alg::ecdsa::EcdsaJwsSigner;
+use josekit::jws::{JwsHeader, ES256};
+use josekit::jwt::JwtPayload;
+use serde::{Deserialize, Serialize};
+
+use crate::config::MAX_ACCESS_TOKEN_TTL;
+
+/// How long a replaced key stays in the JWKS: the longest access token
+/// lifetime plus a minute of clock skew.
+pub const RETIRED_KEY_GRACE_SECS: i64 = MAX_ACCESS_TOKEN_TTL as i64 + 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("keys_dir {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("key {kid}: {message}")]
+    Bad { kid: String, message: String },
+    #[error("no signing key is active yet")]
+    NoActiveKey,
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> KeyError {
+    KeyError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The file format of one key.
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    kid: String,
+    alg: String,
+    created_at: i64,
+    activates_at: i64,
+    private_jwk: serde_json::Value,
+}
+
+struct Key {
+    kid: String,
+    created_at: i64,
+    activates_at: i64,
+    signer: EcdsaJwsSigner,
+    public_jwk: serde_json::Value,
+}
+
+/// What `keys list` shows for each key.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: &'static str,
+    pub created_at: i64,
+    pub activates_at: i64,
+    /// `pending` (published, not signing yet), `active` (signs), `retired`
+    /// (published for live tokens), `expired` (no longer published).
+    pub status: &'static str,
+    pub published: bool,
+}
+
+struct Loaded {
+    names: BTreeSet<String>,
+    keys: Vec<Key>,
+}
+
+/// The set of keys of one keys directory, reloaded when the directory changes.
+#[derive(Clone)]
+pub struct KeyRing {
+    dir: PathBuf,
+    loaded: Arc<RwLock<Arc<Loaded>>>,
+}
+
+impl KeyRing {
+    /// Opens `dir`, creating it (mode 0700) and a first active key when it
+    /// holds none.
+    pub fn open(dir: &Path, now: i64) -> Result<KeyRing, KeyError> {
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io(dir, e))?;
+        }
+        let mut loaded = load(dir)?;
+        if loaded.keys.is_empty() {
+            write_new_key(dir, now, now)?;
+            loaded = load(dir)?;
+        }
+        Ok(KeyRing {
+            dir: dir.to_path_buf(),
+            loaded: Arc::new(RwLock::new(Arc::new(loaded))),
+        })
+    }
+
+    fn snapshot(&self) -> Arc<Loaded> {
+        match self.loaded.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the directory if its key files changed (another instance or
+    /// `mandate keys rotate` wrote one). Cheap when nothing changed.
+    pub fn refresh(&self) -> Result<bool, KeyError> {
+        let names = key_names(&self.dir)?;
+        if names == self.snapshot().names {
+            return Ok(false);
+        }
+        let fresh = load(&self.dir)?;
+        if fresh.keys.is_empty() {
+            // Never drop to no keys because a directory was emptied under us.
+            return Ok(false);
+        }
+        let mut g = match self.loaded.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(fresh);
+        Ok(true)
+    }
+
+    /// Signs `payload` as a JWT with header `typ`, the active key's `kid` and ES256.
+    pub fn sign(&self, typ: &str, payload: &JwtPayload, now: i64) -> Result<String, KeyError> {
+        let snap = self.snapshot();
+        let key = active(&snap.keys, now).ok_or(KeyError::NoActiveKey)?;
+        let mut header = JwsHeader::new();
+        header.set_token_type(typ);
+        header.set_key_id(&key.kid);
+        josekit::jwt::encode_with_signer(payload, &header, &key.signer)
+            .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
+    /// The JWK Set of every published key (RFC 7517 §5).
+    pub fn jwks(&self, now: i64) -> serde_json::Value {
+        let snap = self.snapshot();
+        let keys: Vec<_> = snap
+            .keys
+            .iter()
+            .filter(|k| status(&snap.keys, k, now).1)
+            .map(|k| k.public_jwk.clone())
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Every key in the directory with its status.
+    pub fn list(&self, now: i64) -> Vec<KeyInfo> {
+        let snap = self.snapshot();
+        snap.keys
+            .iter()
+            .map(|k| {
+                let (status, published) = status(&snap.keys, k, now);
+                KeyInfo {
+                    kid: k.kid.clone(),
+                    alg: "ES256",
+                    created_at: k.created_at,
+                    activates_at: k.activates_at,
+                    status,
+                    published,
+                }
+            })
+            .collect()
+    }
+
+    /// Adds a new key that signs from `now + delay_secs`, and deletes the files
+    /// of keys that are no longer published. Returns the new key's id.
+    pub fn rotate(&self, now: i64, delay_secs: u64) -> Result<String, KeyError> {
+        let kid = write_new_key(&self.dir, now, now + delay_secs as i64)?;
+        self.refresh()?;
+        for info in self.list(now) {
+            if info.status == "expired" {
+                let path = self.dir.join(format!("{}.json", info.kid));
+                fs::remove_file(&path).map_err(|e| io(&path, e))?;
+            }
+        }
+        self.refresh()?;
+        Ok(kid)
+    }
+}
+
+/// The key that signs at `now`: the latest activated one.
+fn active(keys: &[Key], now: i64) -> Option<&Key> {
+    keys.iter()
+        .filter(|k| k.activates_at <= now)
+        .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
+}
+
+/// (`status`, `published`) of `k` at `now`.
+fn status(keys: &[Key], k: &Key, now: i64) -> (&'static str, bool) {
+    if k.activates_at > now {
+        return ("pending", true);
+    }
+    let Some(current) = active(keys, now) else {
+        return ("pending", true);
+    };
+    if current.kid == k.kid {
+        return ("active", true);
+    }
+    // Replaced when the next key (by activation) after `k` activated.
+    let replaced_at = keys
+        .iter()
+        .filter(|o| (o.activates_at, &o.kid) > (k.activates_at, &k.kid) && o.activates_at <= now)
+        .map(|o| o.activates_at)
+        .min()
+        .unwrap_or(now);
+    if now < replaced_at + RETIRED_KEY_GRACE_SECS {
+        ("retired", true)
+    } else {
+        ("expired", false)
+    }
+}
+
+fn key_names(dir: &Path) -> Result<BTreeSet<String>, KeyError> {
+    let mut names = BTreeSet::new();
+    for entry in fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") && !name.starts_with('.') {
+            names.insert(name);
+        }
+    }
+    Ok(names)
+}
+
+fn load(dir: &Path) -> Result<Loaded, KeyError> {
+    let names = key_names(dir)?;
+    let mut keys = Vec::new();
+    for name in &names {
+        let path = dir.join(name);
+        let meta = fs::metadata(&path).map_err(|e| io(&path, e))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(io(
+                &path,
+                format!(
+                    "private key file is readable by others (mode {:o}); run chmod 600",
+                    meta.permissions().mode() & 0o777
+                ),
+            ));
+        }
+        let text = fs::read(&path).map_err(|e| io(&path, e))?;
+        let file: KeyFile = serde_json::from_slice(&text).map_err(|e| io(&path, e))?;
+        keys.push(parse_key(file)?);
+    }
+    Ok(Loaded { names, keys })
+}
+
+fn parse_key(file: KeyFile) -> Result<Key, KeyError> {
+    let bad = |m: String| KeyError::Bad {
+        kid: file.kid.clone(),
+        message: m,
+    };
+    if file.alg != "ES256" {
+        return Err(bad(format!("unsupported alg {}", file.alg)));
+    }
+    let map = match &file.private_jwk {
+        serde_json::Value::Object(m) => m.clone(),
+        _ => return Err(bad("private_jwk is not an object".into())),
+    };
+    let jwk = Jwk::from_map(map).map_err(|e| bad(e.to_string()))?;
+    let signer = ES256
+        .signer_from_jwk(&jwk)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut public = jwk.to_public_key().map_err(|e| bad(e.to_string()))?;
+    public.set_key_id(&file.kid);
+    public.set_algorithm("ES256");
+    public.set_key_use("sig");
+    let public_jwk = serde_json::Value::Object(public.as_ref().clone());
+    Ok(Key {
+        kid: file.kid,
+        created_at: file.created_at,
+        activates_at: file.activates_at,
+        signer,
+        public_jwk,
+    })
+}
+
+/// Generates a key pair and writes it with mode 0600 (atomically: a temp file
+/// renamed into place, so a reader never sees half a key).
+fn write_new_key(dir: &Path, now: i64, activates_at: i64) -> Result<String, KeyError> {
+    let pair = ES256
+        .generate_key_pair()
+        .map_err(|e| KeyError::Sign(e.to_string()))?;
+    let kid = uuid::Uuid::new_v4().simple().to_string();
+    let mut private = pair.to_jwk_key_pair();
+    private.set_key_id(&kid);
+    let file = KeyFile {
+        kid: kid.clone(),
+        alg: "ES256".into(),
+        created_at: now,
+        activates_at,
+        private_jwk: serde_json::Value::Object(private.as_ref().clone()),
+    };
+    let body = serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Sign(e.to_string()))?;
+    let tmp = dir.join(format!(".{kid}.tmp"));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io(&tmp, e))?;
+    f.write_all(&body).map_err(|e| io(&tmp, e))?;
+    f.sync_all().map_err(|e| io(&tmp, e))?;
+    let path = dir.join(format!("{kid}.json"));
+    fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    Ok(kid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000;
+
+    #[test]
+    fn first_open_creates_one_private_active_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), T0).unwrap();
+        let keys = ring.list(T0);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].status, "active");
+        let path = dir.path().join(format!("{}.json", keys[0].kid));
+        let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let jwks = ring.jwks(T0);
+        assert_eq!(jwks["keys"][0]["kid"], keys[0].kid.as_str());
+        assert_eq!(jwks["keys"][0]["use"], "sig");
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "private part must not be published"
+        );
+    }
+
+    //  * a rotated key is published before it signs
+    //  * the old key signs until activation, then stays published for the grace period
+    //  * after the grace period the old key is dropped
+    #[test]
+    fn rotation_prepublishes_then_retires() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), T0).unwrap();
+        let old = ring.list(T0)[0].kid.clone();
+        let new = ring.rotate(T0, 600).unwrap();
+        let status = |now| {
+            ring.list(now)
+                .into_iter()
+                .map(|k| (k.kid, k.status))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        assert_eq!(status(T0)[&new], "pending");
+        assert_eq!(status(T0)[&old], "active");
+        assert_eq!(ring.jwks(T0)["keys"].as_array().unwrap().len(), 2);
+        let at = T0 + 600;
+        assert_eq!(status(at)[&new], "active");
+        assert_eq!(status(at)[&old], "retired");
+        let late = at + RETIRED_KEY_GRACE_SECS;
+        assert_eq!(status(late)[&old], "expired");
+        assert_eq!(ring.jwks(late)["keys"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn world_readable_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), T0).unwrap();
+        let kid = ring.list(T0)[0].kid.clone();
+        let path = dir.path().join(format!("{kid}.json"));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = KeyRing::open(dir.path(), T0).err().unwrap();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+    }
+}

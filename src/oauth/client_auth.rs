@@ -1,0 +1,193 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3, OAuth 2.1 §2.4).
+//!
+//! `client_secret_basic` and `client_secret_post` are accepted for confidential
+//! clients; a public client identifies itself with `client_id` alone. Using
+//! two methods at once is refused (RFC 6749 §2.3: "MUST NOT use more than one
+//! authentication method in each request"). Every failure is one
+//! `invalid_client` with the same description, so a caller cannot probe which
+//! client ids exist.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use super::error::OAuthError;
+use super::form::{decode, Params};
+use crate::secret;
+use crate::store::clients::{self, Client};
+use crate::store::Db;
+
+/// Credentials as presented, before they are checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    Basic {
+        client_id: String,
+        secret: String,
+    },
+    Post {
+        client_id: String,
+        secret: String,
+    },
+    /// `client_id` alone: a public client.
+    IdOnly {
+        client_id: String,
+    },
+    Nothing,
+}
+
+impl Presented {
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Presented::Basic { client_id, .. }
+            | Presented::Post { client_id, .. }
+            | Presented::IdOnly { client_id } => Some(client_id),
+            Presented::Nothing => None,
+        }
+    }
+}
+
+/// Reads the credentials from the `Authorization` header and the body.
+pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
+    let body_id = params.get("client_id");
+    let body_secret = params.get("client_secret");
+    if let Some(header) = authorization {
+        let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(bad_client("unsupported Authorization scheme; use Basic"));
+        }
+        if body_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not Basic and client_secret together",
+            ));
+        }
+        let raw = STANDARD
+            .decode(rest.trim())
+            .map_err(|_| bad_client("malformed Basic credentials"))?;
+        let pos = raw
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or_else(|| bad_client("malformed Basic credentials"))?;
+        // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+        let client_id =
+            decode(&raw[..pos]).map_err(|_| bad_client("malformed Basic credentials"))?;
+        let secret =
+            decode(&raw[pos + 1..]).map_err(|_| bad_client("malformed Basic credentials"))?;
+        if let Some(id) = body_id {
+            if id != client_id {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the authenticated client",
+                ));
+            }
+        }
+        return Ok(Presented::Basic { client_id, secret });
+    }
+    Ok(match (body_id, body_secret) {
+        (Some(id), Some(s)) => Presented::Post {
+            client_id: id.into(),
+            secret: s.into(),
+        },
+        (Some(id), None) => Presented::IdOnly {
+            client_id: id.into(),
+        },
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "client_secret without client_id",
+            ))
+        }
+        (None, None) => Presented::Nothing,
+    })
+}
+
+fn bad_client(detail: &'static str) -> OAuthError {
+    OAuthError::invalid_client(detail)
+}
+
+const FAILED: &str = "client authentication failed";
+
+/// Checks `p` against the stored client. Returns the client on success.
+pub async fn authenticate(db: &Db, p: &Presented) -> Result<Client, OAuthError> {
+    let Some(client_id) = p.client_id() else {
+        return Err(OAuthError::invalid_client(
+            "client authentication is required",
+        ));
+    };
+    let client = clients::get(db, client_id).await?;
+    // Hash even when the client is unknown, so timing does not reveal which ids exist.
+    let (ok, client) = match (p, client) {
+        (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(c)) => {
+            let ok = match (&c.secret_hash, c.public) {
+                (Some(stored), false) => secret::verify_hash(secret, stored),
+                _ => false,
+            };
+            (ok, Some(c))
+        }
+        (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, None) => {
+            let _ = secret::verify_hash(secret, "");
+            (false, None)
+        }
+        (Presented::IdOnly { .. }, Some(c)) => (c.public, Some(c)),
+        _ => (false, None),
+    };
+    match (ok, client) {
+        (true, Some(c)) => Ok(c),
+        _ => Err(OAuthError::invalid_client(FAILED)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::error::ErrorCode;
+    use crate::oauth::form::parse;
+
+    fn basic(id: &str, secret: &str) -> String {
+        format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+    }
+
+    #[test]
+    fn reads_basic_and_post() {
+        let none = parse(b"", &[]).unwrap();
+        assert_eq!(
+            presented(Some(&basic("a%3Ab", "s%2B")), &none).unwrap(),
+            Presented::Basic {
+                client_id: "a:b".into(),
+                secret: "s+".into()
+            }
+        );
+        let post = parse(b"client_id=a&client_secret=s", &[]).unwrap();
+        assert_eq!(
+            presented(None, &post).unwrap(),
+            Presented::Post {
+                client_id: "a".into(),
+                secret: "s".into()
+            }
+        );
+    }
+
+    //  * two methods at once
+    //  * a Bearer header where Basic is expected
+    //  * Basic without a colon
+    //  * a secret without a client id
+    #[test]
+    fn refuses_ambiguous_or_malformed() {
+        let post = parse(b"client_id=a&client_secret=s", &[]).unwrap();
+        assert_eq!(
+            presented(Some(&basic("a", "s")), &post).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        let none = parse(b"", &[]).unwrap();
+        assert_eq!(
+            presented(Some("Bearer x"), &none).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
+        let nocolon = format!("Basic {}", STANDARD.encode("abc"));
+        assert_eq!(
+            presented(Some(&nocolon), &none).unwrap_err().code,
+            ErrorCode::InvalidClient
+        );
+        let secret_only = parse(b"client_secret=s", &[]).unwrap();
+        assert_eq!(
+            presented(None, &secret_only).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+    }
+}

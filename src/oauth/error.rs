@@ -1,0 +1,122 @@
+//! OAuth errors: one enum of RFC error codes (RFC 6749 §5.2, RFC 8707 §2,
+//! RFC 8693, RFC 9449, CIBA). Rendering to HTTP happens once, in `http::error`.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidTarget,
+    AccessDenied,
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
+    InvalidDpopProof,
+    UseDpopNonce,
+    TemporarilyUnavailable,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+}
+
+/// Why an HTTP status other than the code's default applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusHint {
+    /// 413: the body is over the endpoint's size limit.
+    PayloadTooLarge,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: Cow<'static, str>,
+    pub status_hint: Option<StatusHint>,
+    /// Logged with the request id, never sent.
+    #[source]
+    pub cause: Option<anyhow::Error>,
+}
+
+macro_rules! constructors {
+    ($($name:ident => $code:ident),* $(,)?) => {
+        $(pub fn $name(description: impl Into<Cow<'static, str>>) -> OAuthError {
+            OAuthError::new(ErrorCode::$code, description)
+        })*
+    };
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError {
+            code,
+            description: description.into(),
+            status_hint: None,
+            cause: None,
+        }
+    }
+
+    constructors! {
+        invalid_request => InvalidRequest,
+        invalid_client => InvalidClient,
+        invalid_grant => InvalidGrant,
+        unauthorized_client => UnauthorizedClient,
+        unsupported_grant_type => UnsupportedGrantType,
+        invalid_scope => InvalidScope,
+        invalid_target => InvalidTarget,
+        access_denied => AccessDenied,
+        temporarily_unavailable => TemporarilyUnavailable,
+    }
+
+    /// An internal failure; the detail goes to the log only.
+    pub fn server_error(cause: impl Into<anyhow::Error>) -> OAuthError {
+        OAuthError::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
+        .caused_by(cause)
+    }
+
+    pub fn caused_by(mut self, cause: impl Into<anyhow::Error>) -> OAuthError {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    pub fn with_status(mut self, hint: StatusHint) -> OAuthError {
+        self.status_hint = Some(hint);
+        self
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> OAuthError {
+        OAuthError::server_error(e)
+    }
+}

@@ -1,0 +1,11 @@
+//! OAuth protocol logic, independent of axum: errors, request parsing, client
+//! authentication, audience and scope decisions, grants and token signing.
+
+pub mod access_token;
+pub mod client_auth;
+pub mod clients;
+pub mod error;
+pub mod form;
+pub mod grants;
+pub mod scope;
+pub mod token;

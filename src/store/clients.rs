@@ -1,0 +1,182 @@
+//! Clients (operator-created and, later, dynamically registered).
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{from_json_list, to_json_list, Db, StoreError};
+use crate::on_db;
+
+/// How a client came to exist; decides which grants it may ever use (SPEC §3).
+pub const ORIGIN_OPERATOR: &str = "operator";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub client_type: String,
+    pub public: bool,
+    #[serde(skip)]
+    pub secret_hash: Option<String>,
+    pub origin: String,
+    pub grant_types: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub resources: Vec<String>,
+    pub scopes: Vec<String>,
+    pub owns_resources: Vec<String>,
+    pub exchange_to: Vec<String>,
+    pub dpop_bound_access_tokens: bool,
+    pub jwks_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Client {
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+#[derive(FromRow)]
+struct ClientRow {
+    client_id: String,
+    name: String,
+    client_type: String,
+    public: i64,
+    secret_hash: Option<String>,
+    origin: String,
+    grant_types: String,
+    redirect_uris: String,
+    resources: String,
+    scopes: String,
+    owns_resources: String,
+    exchange_to: String,
+    dpop: i64,
+    jwks_uri: Option<String>,
+    jwks: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    fn try_from(r: ClientRow) -> Result<Client, StoreError> {
+        Ok(Client {
+            grant_types: from_json_list("clients.grant_types", &r.grant_types)?,
+            redirect_uris: from_json_list("clients.redirect_uris", &r.redirect_uris)?,
+            resources: from_json_list("clients.resources", &r.resources)?,
+            scopes: from_json_list("clients.scopes", &r.scopes)?,
+            owns_resources: from_json_list("clients.owns_resources", &r.owns_resources)?,
+            exchange_to: from_json_list("clients.exchange_to", &r.exchange_to)?,
+            jwks: match r.jwks {
+                Some(t) => Some(
+                    serde_json::from_str(&t)
+                        .map_err(|e| StoreError::Corrupt(format!("clients.jwks: {e}")))?,
+                ),
+                None => None,
+            },
+            client_id: r.client_id,
+            name: r.name,
+            client_type: r.client_type,
+            public: r.public != 0,
+            secret_hash: r.secret_hash,
+            origin: r.origin,
+            dpop_bound_access_tokens: r.dpop != 0,
+            jwks_uri: r.jwks_uri,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "client_id, name, client_type, public, secret_hash, origin, grant_types, \
+    redirect_uris, resources, scopes, owns_resources, exchange_to, dpop, jwks_uri, jwks, \
+    created_at, updated_at";
+
+const INSERT: &str = "INSERT INTO clients (client_id, name, client_type, public, secret_hash, \
+    origin, grant_types, redirect_uris, resources, scopes, owns_resources, exchange_to, dpop, \
+    jwks_uri, jwks, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)";
+
+/// Inserts `c`; an existing `client_id` is [`StoreError::Conflict`].
+pub async fn insert(db: &Db, c: &Client) -> Result<(), StoreError> {
+    let jwks = c.jwks.as_ref().map(|j| j.to_string());
+    on_db!(db, |p| sqlx::query(INSERT)
+        .bind(&c.client_id)
+        .bind(&c.name)
+        .bind(&c.client_type)
+        .bind(c.public as i64)
+        .bind(&c.secret_hash)
+        .bind(&c.origin)
+        .bind(to_json_list(&c.grant_types))
+        .bind(to_json_list(&c.redirect_uris))
+        .bind(to_json_list(&c.resources))
+        .bind(to_json_list(&c.scopes))
+        .bind(to_json_list(&c.owns_resources))
+        .bind(to_json_list(&c.exchange_to))
+        .bind(c.dpop_bound_access_tokens as i64)
+        .bind(&c.jwks_uri)
+        .bind(&jwks)
+        .bind(c.created_at)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from_insert)?;
+    Ok(())
+}
+
+pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1");
+    let row: Option<ClientRow> = on_db!(db, |p| sqlx::query_as(&sql)
+        .bind(client_id)
+        .fetch_optional(p)
+        .await)?;
+    row.map(Client::try_from).transpose()
+}
+
+pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id");
+    let rows: Vec<ClientRow> = on_db!(db, |p| sqlx::query_as(&sql).fetch_all(p).await)?;
+    rows.into_iter().map(Client::try_from).collect()
+}
+
+/// Deletes a client; tokens already issued stay valid until they expire.
+pub async fn delete(db: &Db, client_id: &str) -> Result<(), StoreError> {
+    let r = on_db!(db, |p| sqlx::query(
+        "DELETE FROM clients WHERE client_id = $1"
+    )
+    .bind(client_id)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if r == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Replaces the secret hash of a confidential client.
+pub async fn set_secret_hash(
+    db: &Db,
+    client_id: &str,
+    secret_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let r =
+        on_db!(db, |p| {
+            sqlx::query(
+        "UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3 AND public = 0"
+    )
+    .bind(secret_hash)
+    .bind(now)
+    .bind(client_id)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected())
+        })?;
+    if r == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Users: people who sign in and delegate to agents.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Db, StoreError};
+use crate::on_db;
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, username, email, password_hash, disabled_at, created_at";
+
+/// Inserts `u`; a taken username is [`StoreError::Conflict`].
+pub async fn insert(db: &Db, u: &User) -> Result<(), StoreError> {
+    on_db!(db, |p| sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash, disabled_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)"
+    )
+    .bind(&u.id)
+    .bind(&u.username)
+    .bind(&u.email)
+    .bind(&u.password_hash)
+    .bind(u.disabled_at)
+    .bind(u.created_at)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .map_err(StoreError::from_insert)?;
+    Ok(())
+}
+
+pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE username = $1");
+    Ok(on_db!(db, |p| sqlx::query_as(&sql)
+        .bind(username)
+        .fetch_optional(p)
+        .await)?)
+}
+
+pub async fn list(db: &Db) -> Result<Vec<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, username");
+    Ok(on_db!(db, |p| sqlx::query_as(&sql).fetch_all(p).await)?)
+}
+
+/// Disables a user (idempotent: the first disable time is kept).
+pub async fn disable(db: &Db, username: &str, now: i64) -> Result<(), StoreError> {
+    let r = on_db!(db, |p| sqlx::query(
+        "UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE username = $2"
+    )
+    .bind(now)
+    .bind(username)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if r == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Sets a new password hash (used by the demo seeding).
+pub async fn set_password_hash(db: &Db, username: &str, phc: &str) -> Result<(), StoreError> {
+    let r = on_db!(db, |p| sqlx::query(
+        "UPDATE users SET password_hash = $1 WHERE username = $2"
+    )
+    .bind(phc)
+    .bind(username)
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if r == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
