@@ -25,12 +25,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::state::{AppState, Clock};
-use crate::store::audit::AuditWriter;
+use crate::store::audit::{AuditTask, AuditWriter};
 use crate::store::Db;
 
 /// The router for `state`.
@@ -41,7 +40,7 @@ pub fn app(state: AppState) -> Router {
 /// A running application's parts that must be shut down in order.
 pub struct Built {
     pub state: AppState,
-    pub audit_task: JoinHandle<()>,
+    pub audit_task: AuditTask,
 }
 
 /// Connects the database, applies migrations, opens the keys and starts the
@@ -83,8 +82,8 @@ pub async fn serve(
     .await?;
     maintenance.abort();
     let _ = maintenance.await;
-    // Every AuditWriter handle is gone with the router; the task drains and ends.
-    let _ = audit_task.await;
+    // No request is in flight any more: commit what is queued, then stop.
+    audit_task.finish().await;
     db.close().await;
     Ok(())
 }

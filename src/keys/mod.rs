@@ -51,6 +51,9 @@ struct KeyFile {
     kid: String,
     alg: String,
     created_at: i64,
+    /// Creation in milliseconds: orders keys that activate in the same second.
+    #[serde(default)]
+    created_at_ms: i64,
     activates_at: i64,
     private_jwk: serde_json::Value,
 }
@@ -58,6 +61,7 @@ struct KeyFile {
 struct Key {
     kid: String,
     created_at: i64,
+    created_at_ms: i64,
     activates_at: i64,
     signer: EcdsaJwsSigner,
     public_jwk: serde_json::Value,
@@ -192,11 +196,19 @@ impl KeyRing {
     }
 }
 
+impl Key {
+    /// Succession order: later activation wins; within one second, the key
+    /// created later (a `rotate --now` right after start replaces the first key).
+    fn order(&self) -> (i64, i64, &str) {
+        (self.activates_at, self.created_at_ms, &self.kid)
+    }
+}
+
 /// The key that signs at `now`: the latest activated one.
 fn active(keys: &[Key], now: i64) -> Option<&Key> {
     keys.iter()
         .filter(|k| k.activates_at <= now)
-        .max_by(|a, b| (a.activates_at, &a.kid).cmp(&(b.activates_at, &b.kid)))
+        .max_by(|a, b| a.order().cmp(&b.order()))
 }
 
 /// (`status`, `published`) of `k` at `now`.
@@ -213,7 +225,7 @@ fn status(keys: &[Key], k: &Key, now: i64) -> (&'static str, bool) {
     // Replaced when the next key (by activation) after `k` activated.
     let replaced_at = keys
         .iter()
-        .filter(|o| (o.activates_at, &o.kid) > (k.activates_at, &k.kid) && o.activates_at <= now)
+        .filter(|o| o.order() > k.order() && o.activates_at <= now)
         .map(|o| o.activates_at)
         .min()
         .unwrap_or(now);
@@ -282,6 +294,7 @@ fn parse_key(file: KeyFile) -> Result<Key, KeyError> {
     Ok(Key {
         kid: file.kid,
         created_at: file.created_at,
+        created_at_ms: file.created_at_ms,
         activates_at: file.activates_at,
         signer,
         public_jwk,
@@ -301,6 +314,10 @@ fn write_new_key(dir: &Path, now: i64, activates_at: i64) -> Result<String, KeyE
         kid: kid.clone(),
         alg: "ES256".into(),
         created_at: now,
+        created_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default(),
         activates_at,
         private_jwk: serde_json::Value::Object(private.as_ref().clone()),
     };
@@ -368,6 +385,21 @@ mod tests {
         let late = at + RETIRED_KEY_GRACE_SECS;
         assert_eq!(status(late)[&old], "expired");
         assert_eq!(ring.jwks(late)["keys"].as_array().unwrap().len(), 1);
+    }
+
+    /// `rotate --now` in the same second as the first key still takes over.
+    #[test]
+    fn rotation_now_in_the_same_second_signs_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), T0).unwrap();
+        let new = ring.rotate(T0, 0).unwrap();
+        let active: Vec<_> = ring
+            .list(T0)
+            .into_iter()
+            .filter(|k| k.status == "active")
+            .collect();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].kid, new);
     }
 
     #[test]

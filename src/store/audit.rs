@@ -33,12 +33,13 @@ pub struct AuditWriter {
 }
 
 impl AuditWriter {
-    /// Starts the writer task. It ends once every handle is dropped and the
-    /// queue is drained; await the handle for a clean shutdown.
-    pub fn spawn(db: Db) -> (AuditWriter, tokio::task::JoinHandle<()>) {
+    /// Starts the writer task. [`AuditTask::finish`] commits what is queued
+    /// and stops it; later `record` calls fail (closed, never silently lost).
+    pub fn spawn(db: Db) -> (AuditWriter, AuditTask) {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        let handle = tokio::spawn(run(db, rx));
-        (AuditWriter { tx }, handle)
+        let (stop, stopped) = oneshot::channel();
+        let handle = tokio::spawn(run(db, rx, stopped));
+        (AuditWriter { tx }, AuditTask { stop, handle })
     }
 
     /// Records `event` durably (and `token`, in the same transaction).
@@ -61,8 +62,38 @@ impl AuditWriter {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
+/// The running writer task.
+pub struct AuditTask {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl AuditTask {
+    /// Commits every queued event, then stops the task.
+    pub async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.await;
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Job>, mut stopped: oneshot::Receiver<()>) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+            _ = &mut stopped => {
+                // Refuse new work, then commit what is already queued.
+                rx.close();
+                while let Some(job) = rx.recv().await {
+                    let mut batch = vec![job];
+                    write_and_answer(&db, &mut batch).await;
+                }
+                return;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -70,13 +101,17 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let result = write_batch(&db, &mut batch).await.map_err(|e| {
-            tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests fail closed");
-            e.to_string()
-        });
-        for job in batch {
-            let _ = job.done.send(result.clone());
-        }
+        write_and_answer(&db, &mut batch).await;
+    }
+}
+
+async fn write_and_answer(db: &Db, batch: &mut Vec<Job>) {
+    let result = write_batch(db, batch).await.map_err(|e| {
+        tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests fail closed");
+        e.to_string()
+    });
+    for job in batch.drain(..) {
+        let _ = job.done.send(result.clone());
     }
 }
 

@@ -163,9 +163,8 @@ pub async fn set_secret_hash(
     secret_hash: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let r =
-        on_db!(db, |p| {
-            sqlx::query(
+    let r = on_db!(db, |p| {
+        sqlx::query(
         "UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3 AND public = 0"
     )
     .bind(secret_hash)
@@ -174,7 +173,7 @@ pub async fn set_secret_hash(
     .execute(p)
     .await
     .map(|r| r.rows_affected())
-        })?;
+    })?;
     if r == 0 {
         return Err(StoreError::NotFound);
     }

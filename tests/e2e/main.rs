@@ -1,1 +1,11 @@
-fn main() {}
+//! Black-box tests: the real app on an ephemeral port, on SQLite and on
+//! PostgreSQL. One binary (STYLE §6); each test is isolated.
+
+mod helpers;
+
+mod cli;
+mod discovery;
+mod keys;
+mod restart;
+mod store;
+mod token;

@@ -1,0 +1,107 @@
+//! Metadata (RFC 8414), JWKS, health.
+
+use serde_json::Value;
+
+use crate::both;
+use crate::helpers::spawn_app;
+
+both!(
+    metadata_at_both_paths_lists_what_is_implemented,
+    |backend| async move {
+        let (_env, app) = spawn_app(backend).await;
+        let a: Value = app
+            .http
+            .get(app.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let b: Value = app
+            .http
+            .get(app.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a["issuer"], app.base.as_str());
+        assert_eq!(a["token_endpoint"], app.url("/token"));
+        assert_eq!(a["jwks_uri"], app.url("/jwks.json"));
+        assert_eq!(
+            a["grant_types_supported"],
+            serde_json::json!(["client_credentials"])
+        );
+        assert_eq!(
+            a["token_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post"])
+        );
+        let scopes: Vec<&str> = a["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(scopes.contains(&"invoices:read") && scopes.contains(&"files:read"));
+        assert!(
+            a.get("authorization_endpoint").is_none(),
+            "not implemented yet, so not advertised"
+        );
+        app.stop().await;
+    }
+);
+
+both!(jwks_is_cacheable_and_public_only, |backend| async move {
+    let (_env, app) = spawn_app(backend).await;
+    let resp = app.http.get(app.url("/jwks.json")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cc = resp.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cc.contains("max-age=300"), "{cc}");
+    let jwks: Value = resp.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert_eq!(keys[0]["use"], "sig");
+    assert_eq!(keys[0]["crv"], "P-256");
+    assert!(keys[0]["kid"].is_string());
+    assert!(keys[0].get("d").is_none(), "private key material published");
+    app.stop().await;
+});
+
+both!(health_and_readiness, |backend| async move {
+    let (_env, app) = spawn_app(backend).await;
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-request-id").is_some());
+    // A sane incoming request id is kept; a hostile one is replaced.
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "a b\tc")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.headers()["x-request-id"], "a b\tc");
+    let r = app.http.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    app.state.db.close().await;
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "readiness follows the database");
+    app.stop().await;
+});

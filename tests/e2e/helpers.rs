@@ -1,0 +1,379 @@
+//! Test harness: starts the real app, as `serve` does, on an ephemeral port
+//! against a temporary SQLite file or a fresh PostgreSQL database.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use mandate::config::Config;
+use mandate::state::AppState;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend: `both!(name, |backend| async move {...})`.
+#[macro_export]
+macro_rules! both {
+    ($(#[$m:meta])* $name:ident, $body:expr) => {
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::skip_postgres() {
+                    return;
+                }
+                ($body)($crate::helpers::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+pub const CONFIG: &str = r#"
+[[resources]]
+id = "https://api.example.com"
+name = "Invoices API"
+
+  [[resources.scopes]]
+  name = "invoices:read"
+  description = "Read your invoices"
+
+  [[resources.scopes]]
+  name = "invoices:write"
+  description = "Create, change and dispute invoices for you"
+  min_acr = "urn:mandate:acr:mfa"
+  max_auth_age_secs = 300
+
+  [[resources.scopes]]
+  name = "payments:send"
+  description = "Send a payment from your account"
+  approval = true
+
+[[resources]]
+id = "https://files.example.com"
+name = "Files API"
+access_token_ttl_secs = 120
+
+  [[resources.scopes]]
+  name = "files:read"
+  description = "Read your files"
+"#;
+
+/// PostgreSQL tests are skipped only when the test command found no server
+/// and CI is not set (it sets `MANDATE_TEST_SKIP_PG=1` then, loudly).
+pub fn skip_postgres() -> bool {
+    if std::env::var("MANDATE_TEST_SKIP_PG").as_deref() == Ok("1") {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "PostgreSQL is required when CI=true"
+        );
+        eprintln!(
+            "!!! SKIPPING a PostgreSQL test: no PostgreSQL answered (MANDATE_TEST_SKIP_PG=1)"
+        );
+        return true;
+    }
+    false
+}
+
+fn pg_base() -> String {
+    std::env::var("MANDATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A database URL for a fresh, empty database of `backend`, inside `dir`.
+pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/data/mandate.db", dir.display()),
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let name = format!("mandate_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base()))
+                .await
+                .expect("PostgreSQL on 127.0.0.1:5432 must answer (set MANDATE_TEST_SKIP_PG=1 to skip locally)");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            format!("{}/{name}", pg_base())
+        }
+    }
+}
+
+/// Everything one test server needs on disk, kept across restarts.
+pub struct Env {
+    /// Kept alive for the test's duration: the database file and keys live here.
+    pub _dir: TempDir,
+    pub database_url: String,
+    pub config_path: PathBuf,
+    pub keys_dir: PathBuf,
+}
+
+impl Env {
+    pub async fn new(backend: Backend, config_toml: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database(backend, dir.path()).await;
+        let config_path = dir.path().join("mandate.toml");
+        std::fs::write(&config_path, config_toml).unwrap();
+        let keys_dir = dir.path().join("keys");
+        Env {
+            _dir: dir,
+            database_url,
+            config_path,
+            keys_dir,
+        }
+    }
+
+    fn overrides(&self, issuer: &str, bind: &str) -> BTreeMap<String, String> {
+        [
+            ("MANDATE_ISSUER", issuer),
+            ("MANDATE_BIND", bind),
+            ("MANDATE_DATABASE_URL", self.database_url.as_str()),
+            ("MANDATE_KEYS_DIR", self.keys_dir.to_str().unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Runs the `mandate` binary against this environment.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, None)
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+        cmd.args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("MANDATE_DATABASE_URL", &self.database_url)
+            .env("MANDATE_KEYS_DIR", &self.keys_dir)
+            .env_remove("MANDATE_ISSUER")
+            .env_remove("MANDATE_BIND")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs the CLI, asserts success and parses its JSON stdout.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "mandate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "mandate {args:?}: stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// `mandate audit list --json`: one event a line, parsed.
+    pub fn audit_events(&self) -> Vec<Value> {
+        let out = self.cli(&["audit", "list", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Creates a confidential client-credentials client; returns (id, secret).
+    pub fn create_client(&self, extra: &[&str]) -> (String, String) {
+        let mut args = vec!["client", "create", "--name", "test agent", "--json"];
+        args.extend_from_slice(extra);
+        let v = self.cli_json(&args);
+        (
+            v["client_id"].as_str().unwrap().to_string(),
+            v["client_secret"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+pub async fn spawn_app(backend: Backend) -> (Env, TestApp) {
+    let env = Env::new(backend, CONFIG).await;
+    let app = start(&env).await;
+    (env, app)
+}
+
+/// Starts a server on `env` (a restart when one ran before).
+pub async fn start(env: &Env) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let text = std::fs::read_to_string(&env.config_path).unwrap();
+    let config = Config::from_toml(&text, &env.overrides(&base, &addr.to_string())).unwrap();
+    let built = mandate::build(config).await.unwrap();
+    let state = built.state.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        mandate::serve(listener, built, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        http,
+        state,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Graceful shutdown; returns when the server has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POST /token with Basic authentication.
+    pub async fn token_basic(
+        &self,
+        id: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url("/token"))
+            .basic_auth(id, Some(secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.http
+            .get(self.url("/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Issues a client-credentials token and returns it.
+    pub async fn cc_token(&self, id: &str, secret: &str) -> String {
+        let resp = self
+            .token_basic(
+                id,
+                secret,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "invoices:read"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Number of rows in a table.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        mandate::on_db!(&self.state.db, |p| sqlx::query_scalar::<_, i64>(&sql)
+            .fetch_one(p)
+            .await
+            .unwrap())
+    }
+}
+
+/// Verifies `token` with an independent JOSE implementation (the
+/// `jsonwebtoken` crate, not the josekit code that signed it) against `jwks`.
+pub fn verify(
+    token: &str,
+    jwks: &Value,
+    issuer: &str,
+    audience: &str,
+) -> (jsonwebtoken::Header, Value) {
+    use jsonwebtoken::{decode, decode_header, jwk::JwkSet, Algorithm, DecodingKey, Validation};
+    let header = decode_header(token).expect("token header");
+    let set: JwkSet = serde_json::from_value(jwks.clone()).expect("a JWK Set");
+    let kid = header.kid.clone().expect("kid in header");
+    let jwk = set
+        .find(&kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in the served JWKS"));
+    let key = DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    let data =
+        decode::<Value>(token, &key, &v).unwrap_or_else(|e| panic!("token does not verify: {e}"));
+    (header, data.claims)
+}
+
+/// Asserts an RFC 6749 §5.2 error response exactly.
+pub async fn assert_error(resp: reqwest::Response, status: u16, error: &str, description: &str) {
+    assert_eq!(resp.status(), status, "status");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    if status == 401 {
+        assert!(
+            resp.headers().get("www-authenticate").is_some(),
+            "401 without WWW-Authenticate"
+        );
+    }
+    let body: Value = resp.json().await.expect("JSON error body");
+    assert_eq!(
+        body,
+        serde_json::json!({"error": error, "error_description": description}),
+    );
+}
