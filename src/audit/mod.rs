@@ -32,6 +32,9 @@ impl Outcome {
 pub struct AuditEvent {
     pub id: String,
     pub time: String,
+    /// `time` in unix seconds, for queries; not part of the wire form or the hash.
+    #[serde(skip)]
+    pub at: i64,
     pub event: String,
     pub outcome: Outcome,
     pub reason: Option<String>,
@@ -82,6 +85,7 @@ impl AuditEvent {
         AuditEvent {
             id: uuid::Uuid::new_v4().to_string(),
             time: rfc3339(now),
+            at: now,
             event: event.to_string(),
             outcome,
             reason: None,

@@ -22,8 +22,8 @@ pub async fn migrate(config: Config, json: bool) -> Result<(), CliError> {
 }
 
 pub async fn run(mut config: Config, demo: bool) -> Result<(), CliError> {
-    if demo && config.resources.is_empty() {
-        config.resources = demo_resources(config.tokens.access_token_ttl_secs);
+    if demo {
+        add_demo_resources(&mut config)?;
     }
     let bind = config.bind;
     let built = crate::build(config)
@@ -113,6 +113,25 @@ pub fn demo_resources(ttl: u64) -> Vec<Resource> {
             scopes: vec![scope("files:read", "Read your files")],
         },
     ]
+}
+
+/// Adds the demo resources the configuration does not define yet. A clash
+/// (a demo scope name used by another resource) is refused: scope names are
+/// unique across the configuration.
+fn add_demo_resources(config: &mut Config) -> Result<(), CliError> {
+    for r in demo_resources(config.tokens.access_token_ttl_secs) {
+        if config.resource(&r.id).is_some() {
+            continue;
+        }
+        if let Some(s) = r.scopes.iter().find(|s| config.scope(&s.name).is_some()) {
+            return Err(CliError::Config(format!(
+                "resources: --demo adds `{}` with scope `{}`, which the configuration already uses elsewhere",
+                r.id, s.name
+            )));
+        }
+        config.resources.push(r);
+    }
+    Ok(())
 }
 
 /// Creates the demo client and user when missing. Their secrets are stored

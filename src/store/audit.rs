@@ -150,15 +150,12 @@ const INSERT: &str = "INSERT INTO audit_events (seq, id, time, at, event, outcom
     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
 
 async fn insert_event(tx: &mut super::Tx, seq: i64, e: &AuditEvent) -> Result<(), StoreError> {
-    let at = time::OffsetDateTime::parse(&e.time, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .unwrap_or_default();
     let chain = e.actor_chain.as_ref().map(|c| super::to_json_list(c));
     on_tx!(tx, |c| sqlx::query(INSERT)
         .bind(seq)
         .bind(&e.id)
         .bind(&e.time)
-        .bind(at)
+        .bind(e.at)
         .bind(&e.event)
         .bind(e.outcome.as_str())
         .bind(&e.reason)
@@ -186,6 +183,7 @@ async fn insert_event(tx: &mut super::Tx, seq: i64, e: &AuditEvent) -> Result<()
 struct EventRow {
     id: String,
     time: String,
+    at: i64,
     event: String,
     outcome: String,
     reason: Option<String>,
@@ -221,6 +219,7 @@ impl TryFrom<EventRow> for AuditEvent {
                 .transpose()?,
             id: r.id,
             time: r.time,
+            at: r.at,
             event: r.event,
             reason: r.reason,
             user: r.user_name,
@@ -248,7 +247,8 @@ pub struct Filter {
     pub since: Option<i64>,
 }
 
-const SELECT: &str = "SELECT id, time, event, outcome, reason, user_name, client_id, client_type, \
+const SELECT: &str =
+    "SELECT id, time, at, event, outcome, reason, user_name, client_id, client_type, \
     actor_chain, audience, scope_requested, scope_granted, jti, parent_jti, acr, ip, request_id, \
     prev_hash, hash FROM audit_events";
 

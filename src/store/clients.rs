@@ -90,9 +90,16 @@ impl TryFrom<ClientRow> for Client {
     }
 }
 
-const COLUMNS: &str = "client_id, name, client_type, public, secret_hash, origin, grant_types, \
-    redirect_uris, resources, scopes, owns_resources, exchange_to, dpop, jwks_uri, jwks, \
-    created_at, updated_at";
+macro_rules! select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT client_id, name, client_type, public, secret_hash, origin, grant_types, \
+             redirect_uris, resources, scopes, owns_resources, exchange_to, dpop, jwks_uri, jwks, \
+             created_at, updated_at FROM clients ",
+            $rest
+        )
+    };
+}
 
 const INSERT: &str = "INSERT INTO clients (client_id, name, client_type, public, secret_hash, \
     origin, grant_types, redirect_uris, resources, scopes, owns_resources, exchange_to, dpop, \
@@ -127,8 +134,8 @@ pub async fn insert(db: &Db, c: &Client) -> Result<(), StoreError> {
 }
 
 pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1");
-    let row: Option<ClientRow> = on_db!(db, |p| sqlx::query_as(&sql)
+    let sql = select!("WHERE client_id = $1");
+    let row: Option<ClientRow> = on_db!(db, |p| sqlx::query_as(sql)
         .bind(client_id)
         .fetch_optional(p)
         .await)?;
@@ -136,8 +143,8 @@ pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>, StoreError>
 }
 
 pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM clients ORDER BY created_at, client_id");
-    let rows: Vec<ClientRow> = on_db!(db, |p| sqlx::query_as(&sql).fetch_all(p).await)?;
+    let sql = select!("ORDER BY created_at, client_id");
+    let rows: Vec<ClientRow> = on_db!(db, |p| sqlx::query_as(sql).fetch_all(p).await)?;
     rows.into_iter().map(Client::try_from).collect()
 }
 
