@@ -18,23 +18,33 @@ pub struct NewToken {
     pub expires_at: i64,
 }
 
-pub async fn insert(tx: &mut Tx, t: &NewToken) -> Result<(), StoreError> {
-    on_tx!(tx, |c| sqlx::query(
-        "INSERT INTO tokens (jti, client_id, subject, audience, scope, parent_jti, grant_id, \
-         issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    )
-    .bind(&t.jti)
-    .bind(&t.client_id)
-    .bind(&t.subject)
-    .bind(&t.audience)
-    .bind(&t.scope)
-    .bind(&t.parent_jti)
-    .bind(&t.grant_id)
-    .bind(t.issued_at)
-    .bind(t.expires_at)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))
+const INSERT: &str = "INSERT INTO tokens (jti, client_id, subject, audience, scope, parent_jti, \
+    grant_id, issued_at, expires_at) ";
+
+/// Inserts `tokens` in one statement (nothing when empty).
+pub async fn insert_many(tx: &mut Tx, tokens: &[&NewToken]) -> Result<(), StoreError> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(INSERT);
+        q.push_values(tokens, |mut b, t| {
+            b.push_bind(&t.jti)
+                .push_bind(&t.client_id)
+                .push_bind(&t.subject)
+                .push_bind(&t.audience)
+                .push_bind(&t.scope)
+                .push_bind(&t.parent_jti)
+                .push_bind(&t.grant_id)
+                .push_bind(t.issued_at)
+                .push_bind(t.expires_at);
+        });
+        q.build()
+            .persistent(false)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })
     .map_err(StoreError::from_insert)?;
     Ok(())
 }
