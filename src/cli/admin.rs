@@ -107,6 +107,31 @@ pub enum AuditCmd {
     Verify,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Check an access token against the published keys in keys_dir: ES256
+    /// signature, `typ`, `iss` and `exp`; prints its claims.
+    Verify { token: String },
+}
+
+pub async fn token(config: Config, cmd: TokenCmd, json: bool) -> Result<(), CliError> {
+    let TokenCmd::Verify { token } = cmd;
+    let now = Clock::default().now();
+    let ring = KeyRing::open(&config.keys_dir, now)?;
+    let claims = crate::oauth::access_token::validate(&ring, &config.issuer, token.trim(), now)?;
+    let exp = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(now);
+    if json {
+        print_json(&json!({"valid": true, "claims": claims}));
+    } else {
+        println!(
+            "valid: signed by this issuer's key, typ at+jwt, expires in {} s",
+            exp - now
+        );
+        println!("{}", serde_json::to_string_pretty(&claims)?);
+    }
+    Ok(())
+}
+
 async fn open_db(config: &Config) -> Result<Db, CliError> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;

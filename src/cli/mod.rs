@@ -60,6 +60,9 @@ pub enum Command {
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(admin::AuditCmd),
+    /// Inspect access tokens.
+    #[command(subcommand)]
+    Token(admin::TokenCmd),
 }
 
 /// A failure of a command: printed as one line, exit code 1 (2 for config).
@@ -110,6 +113,7 @@ pub fn run(args: Args) -> ExitCode {
             Command::User(cmd) => admin::user(config, cmd, json).await,
             Command::Keys(cmd) => admin::keys(config, cmd, json).await,
             Command::Audit(cmd) => admin::audit(config, cmd, json).await,
+            Command::Token(cmd) => admin::token(config, cmd, json).await,
         }
     });
     match result {

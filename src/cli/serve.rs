@@ -1,5 +1,7 @@
 //! `mandate serve [--demo]` and `mandate migrate`.
 
+use std::io::Write;
+
 use tokio::net::TcpListener;
 
 use super::{fail, CliError};
@@ -39,7 +41,9 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), CliError> {
             built.state.clock.now(),
         )
         .await?;
-        println!("{banner}");
+        // Never let a closed stdout (`serve --demo | head`) take the server down.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{banner}").and_then(|_| out.flush());
     }
     tracing::info!(addr = %bind, issuer = %built.state.config.issuer, "mandate listening");
     crate::serve(listener, built, shutdown_signal())
@@ -190,8 +194,10 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
          Get a token as the agent (client credentials, RFC 9068 JWT):\n\
          \x20 curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials -d resource={DEMO_RESOURCE} -d scope=invoices:read {iss}/token\n\
          \n\
-         Verify it: the signing keys are at {iss}/jwks.json (match the token's `kid`); print the claims with\n\
-         \x20 curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials {iss}/token | python3 -c 'import sys,json,base64; p=json.load(sys.stdin)[\"access_token\"].split(\".\")[1]; print(json.dumps(json.loads(base64.urlsafe_b64decode(p+\"==\")),indent=2))'\n\
+         Verify it (ES256 signature against the published keys, typ, iss, exp) and print its claims:\n\
+         \x20 TOKEN=$(curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials {iss}/token | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')\n\
+         \x20 cargo run --release -q -- token verify \"$TOKEN\"\n\
+         Resource servers verify it with any JOSE library against {iss}/jwks.json.\n\
          \n\
          Metadata: {iss}/.well-known/oauth-authorization-server\n"
     ))

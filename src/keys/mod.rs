@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use josekit::jwk::Jwk;
-use josekit::jws::alg::ecdsa::EcdsaJwsSigner;
+use josekit::jws::alg::ecdsa::{EcdsaJwsSigner, EcdsaJwsVerifier};
 use josekit::jws::{JwsHeader, ES256};
 use josekit::jwt::JwtPayload;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,8 @@ pub enum KeyError {
     NoActiveKey,
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error("invalid token: {0}")]
+    Invalid(String),
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> KeyError {
@@ -64,6 +66,7 @@ struct Key {
     created_at_ms: i64,
     activates_at: i64,
     signer: EcdsaJwsSigner,
+    verifier: EcdsaJwsVerifier,
     public_jwk: serde_json::Value,
 }
 
@@ -147,6 +150,32 @@ impl KeyRing {
         header.set_key_id(&key.kid);
         josekit::jwt::encode_with_signer(payload, &header, &key.signer)
             .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
+    /// Verifies a compact JWS signed by one of this ring's published keys:
+    /// `alg` must be ES256 (never `none`, never another algorithm), the `kid`
+    /// must be published, and the header `typ` must equal `typ`. Returns the
+    /// payload; claim checks (`iss`, `exp`, `aud`) are the caller's.
+    pub fn verify(&self, token: &str, typ: &str, now: i64) -> Result<JwtPayload, KeyError> {
+        let snap = self.snapshot();
+        let (payload, header) = josekit::jwt::decode_with_verifier_selector(token, |header| {
+            if header.algorithm() != Some("ES256") {
+                return Err(josekit::JoseError::UnsupportedSignatureAlgorithm(
+                    anyhow::anyhow!("only ES256 is accepted"),
+                ));
+            }
+            let kid = header.key_id().unwrap_or_default();
+            Ok(snap
+                .keys
+                .iter()
+                .find(|k| k.kid == kid && status(&snap.keys, k, now).1)
+                .map(|k| &k.verifier as &dyn josekit::jws::JwsVerifier))
+        })
+        .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        if header.token_type() != Some(typ) {
+            return Err(KeyError::Invalid(format!("typ is not {typ}")));
+        }
+        Ok(payload)
     }
 
     /// The JWK Set of every published key (RFC 7517 §5).
@@ -287,6 +316,9 @@ fn parse_key(file: KeyFile) -> Result<Key, KeyError> {
         .signer_from_jwk(&jwk)
         .map_err(|e| bad(e.to_string()))?;
     let mut public = jwk.to_public_key().map_err(|e| bad(e.to_string()))?;
+    let verifier = ES256
+        .verifier_from_jwk(&public)
+        .map_err(|e| bad(e.to_string()))?;
     public.set_key_id(&file.kid);
     public.set_algorithm("ES256");
     public.set_key_use("sig");
@@ -297,6 +329,7 @@ fn parse_key(file: KeyFile) -> Result<Key, KeyError> {
         created_at_ms: file.created_at_ms,
         activates_at: file.activates_at,
         signer,
+        verifier,
         public_jwk,
     })
 }
@@ -341,6 +374,11 @@ mod tests {
     use super::*;
 
     const T0: i64 = 1_800_000_000;
+
+    fn b64(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    }
 
     #[test]
     fn first_open_creates_one_private_active_key() {
@@ -400,6 +438,43 @@ mod tests {
             .collect();
         assert_eq!(active.len(), 1);
         assert_eq!(active[0].kid, new);
+    }
+
+    //  * a tampered payload
+    //  * `alg: none`
+    //  * a key this ring does not publish
+    //  * the wrong `typ`
+    #[test]
+    fn verify_accepts_only_own_es256_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), T0).unwrap();
+        let mut payload = JwtPayload::new();
+        payload.set_subject("agent");
+        let token = ring.sign("at+jwt", &payload, T0).unwrap();
+        assert_eq!(
+            ring.verify(&token, "at+jwt", T0).unwrap().subject(),
+            Some("agent")
+        );
+        assert!(ring.verify(&token, "JWT", T0).is_err());
+
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = b64(r#"{"sub":"admin"}"#);
+        assert!(ring
+            .verify(
+                &format!("{}.{}.{}", parts[0], forged, parts[2]),
+                "at+jwt",
+                T0
+            )
+            .is_err());
+        let none = b64(r#"{"alg":"none","typ":"at+jwt"}"#);
+        assert!(ring
+            .verify(&format!("{none}.{}.", parts[1]), "at+jwt", T0)
+            .is_err());
+
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = KeyRing::open(other_dir.path(), T0).unwrap();
+        let foreign = other.sign("at+jwt", &payload, T0).unwrap();
+        assert!(ring.verify(&foreign, "at+jwt", T0).is_err());
     }
 
     #[test]

@@ -47,6 +47,27 @@ impl AccessClaims {
     }
 }
 
+/// Validates an access token of this issuer: signature by a published key
+/// (ES256 only), `typ: at+jwt`, `iss`, and `exp` in the future (RFC 9068 §4).
+/// Returns the claims. Revocation and audience are the caller's to check.
+pub fn validate(
+    keys: &KeyRing,
+    issuer: &str,
+    token: &str,
+    now: i64,
+) -> Result<serde_json::Map<String, serde_json::Value>, KeyError> {
+    let payload = keys.verify(token, "at+jwt", now)?;
+    let claims = payload.claims_set().clone();
+    if claims.get("iss").and_then(|v| v.as_str()) != Some(issuer) {
+        return Err(KeyError::Invalid("issued by another issuer".into()));
+    }
+    match claims.get("exp").and_then(|v| v.as_i64()) {
+        Some(exp) if exp > now => Ok(claims),
+        Some(_) => Err(KeyError::Invalid("expired".into())),
+        None => Err(KeyError::Invalid("no exp claim".into())),
+    }
+}
+
 /// A fresh token id: 128 random bits.
 pub fn new_jti() -> String {
     uuid::Uuid::new_v4().simple().to_string()

@@ -274,3 +274,123 @@ async fn serve_logs_json_and_stops_on_sigterm() {
     }
     assert!(saw_request, "the request id is on the request's log lines");
 }
+
+/// Starts `serve --demo` in `dir`, waits for its banner, returns (child, banner).
+fn start_demo(env: &Env, port: u16) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["serve", "--demo"])
+        .current_dir(env.config_path.parent().unwrap())
+        .env("MANDATE_ISSUER", format!("http://127.0.0.1:{port}"))
+        .env("MANDATE_BIND", format!("127.0.0.1:{port}"))
+        .env("MANDATE_DATABASE_URL", &env.database_url)
+        .env("MANDATE_KEYS_DIR", &env.keys_dir)
+        .env_remove("MANDATE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(env.keys_dir.with_file_name("demo.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "demo exited early: {banner}"
+        );
+        banner.push_str(&line);
+        if line.starts_with("Metadata:") {
+            break;
+        }
+    }
+    // Keep reading (and discarding) whatever else the server prints.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, banner)
+}
+
+fn stop(mut child: std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// The README's first command: seeds idempotently and its printed curl works.
+#[tokio::test]
+async fn demo_seeds_idempotently_and_its_curl_works() {
+    // No config file: the demo brings its own resources.
+    let env = Env::new(Backend::Sqlite, "").await;
+    std::fs::remove_file(&env.config_path).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for round in 0..2 {
+        let (child, banner) = start_demo(&env, port);
+        let secret = banner
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("client_secret="))
+            .unwrap_or_else(|| panic!("no secret in banner: {banner}"))
+            .to_string();
+        let curl = banner
+            .lines()
+            .find(|l| {
+                l.trim_start().starts_with("curl -s -u 'demo-agent:") && l.contains("resource=")
+            })
+            .unwrap_or_else(|| panic!("no curl in banner: {banner}"))
+            .trim()
+            .to_string();
+        // Run the printed command itself.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{curl} -S"))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "{}",
+                std::fs::read_to_string(env.keys_dir.with_file_name("demo.log")).unwrap()
+            );
+        }
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "round {round}: curl printed {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let token = body["access_token"].as_str().unwrap().to_string();
+        // The verify line of the banner, as `mandate token verify`.
+        let verified = Command::new(env!("CARGO_BIN_EXE_mandate"))
+            .args(["token", "verify", &token, "--json"])
+            .env("MANDATE_ISSUER", format!("http://127.0.0.1:{port}"))
+            .env("MANDATE_KEYS_DIR", &env.keys_dir)
+            .output()
+            .unwrap();
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+        let v: Value = serde_json::from_slice(&verified.stdout).unwrap();
+        assert_eq!(v["claims"]["sub"], "demo-agent");
+        assert_eq!(v["claims"]["aud"], API);
+        assert_eq!(v["claims"]["scope"], "invoices:read");
+        assert!(secret.len() >= 43);
+        stop(child);
+    }
+    // Idempotent: still one demo client and one demo user after two starts.
+    std::fs::write(&env.config_path, "").unwrap();
+    let clients = env.cli_json(&["client", "list", "--json"]);
+    assert_eq!(clients.as_array().unwrap().len(), 1);
+    let users = env.cli_json(&["user", "list", "--json"]);
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    // A forged token is refused by `token verify`.
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["token", "verify", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."])
+        .env("MANDATE_KEYS_DIR", &env.keys_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
