@@ -68,7 +68,9 @@ pub fn validate(
     }
 }
 
-/// A fresh token id: 128 random bits.
+/// A fresh token id: a UUIDv7 (time-ordered, 74 random bits). Time order
+/// makes the token table's primary key an append, not a random insert; `jti`
+/// needs uniqueness, not secrecy (the token's signature protects it).
 pub fn new_jti() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Uuid::now_v7().simple().to_string()
 }

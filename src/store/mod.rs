@@ -126,7 +126,7 @@ impl Db {
                 // No ping before each acquire: a file database does not drop
                 // connections, and the ping is a round trip to the worker thread.
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(3)
                     .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
