@@ -28,6 +28,14 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), CliError> {
         add_demo_resources(&mut config)?;
     }
     let bind = config.bind;
+    let max_age = crate::http::discovery::JWKS_MAX_AGE_SECS;
+    if config.keys.activation_delay_secs < max_age {
+        tracing::warn!(
+            activation_delay_secs = config.keys.activation_delay_secs,
+            "keys.activation_delay_secs is shorter than the JWKS cache lifetime ({max_age} s): \
+             resource servers may see a rotated key sign before they fetch it"
+        );
+    }
     let built = crate::build(config)
         .await
         .map_err(|e| CliError::Failed(format!("cannot start: {e:#}")))?;

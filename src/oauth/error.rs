@@ -116,7 +116,24 @@ impl OAuthError {
 }
 
 impl From<crate::store::StoreError> for OAuthError {
+    /// A database that cannot be reached is `temporarily_unavailable` (503,
+    /// worth a retry); anything else is `server_error`.
     fn from(e: crate::store::StoreError) -> OAuthError {
-        OAuthError::server_error(e)
+        use crate::store::StoreError;
+        let unreachable = matches!(
+            &e,
+            StoreError::Unavailable(_)
+                | StoreError::Db(
+                    sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+                )
+        );
+        if unreachable {
+            OAuthError::temporarily_unavailable(
+                "the server is temporarily unable to complete the request",
+            )
+            .caused_by(e)
+        } else {
+            OAuthError::server_error(e)
+        }
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::both;
-use crate::helpers::spawn_app;
+use crate::helpers::{assert_error, spawn_app};
 
 both!(
     metadata_at_both_paths_lists_what_is_implemented,
@@ -103,5 +103,16 @@ both!(health_and_readiness, |backend| async move {
     app.state.db.close().await;
     let r = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503, "readiness follows the database");
+    // With the database gone, the token endpoint fails closed with a retryable 503.
+    let r = app
+        .token_basic("any", "secret", &[("grant_type", "client_credentials")])
+        .await;
+    assert_error(
+        r,
+        503,
+        "temporarily_unavailable",
+        "the server is temporarily unable to complete the request",
+    )
+    .await;
     app.stop().await;
 });
