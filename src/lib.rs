@@ -20,8 +20,10 @@ pub mod secret;
 pub mod state;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -63,6 +65,15 @@ pub async fn build(config: Config) -> anyhow::Result<Built> {
     })
 }
 
+/// How long a client may take to send a request's headers. axum's own
+/// `serve` sets no limit, so a client trickling bytes could hold a connection
+/// (and a file descriptor) forever; the 30 s request timeout starts only once
+/// the headers are in.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for in-flight requests before closing connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Serves `built` on `listener` until `shutdown` resolves; in-flight requests
 /// finish, queued audit events are committed, then the pool closes.
 pub async fn serve(
@@ -70,16 +81,71 @@ pub async fn serve(
     built: Built,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(listener, built, shutdown, HEADER_READ_TIMEOUT).await
+}
+
+/// [`serve`] with an explicit header read timeout (tests use a short one).
+pub async fn serve_with(
+    listener: TcpListener,
+    built: Built,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    header_read_timeout: Duration,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
     let Built { state, audit_task } = built;
     let db = state.db.clone();
     let maintenance = tokio::spawn(maintenance(state.clone()));
     let router = app(state);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router.clone().map_request(
+            move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; closing");
+    }
     maintenance.abort();
     let _ = maintenance.await;
     // No request is in flight any more: commit what is queued, then stop.

@@ -116,3 +116,31 @@ both!(health_and_readiness, |backend| async move {
     .await;
     app.stop().await;
 });
+
+/// A client that trickles its headers is disconnected (slowloris), while a
+/// normal request on the same server is served.
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_env, app) = spawn_app(crate::helpers::Backend::Sqlite).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /token HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Never finish the headers. The server must end the connection; the outer
+    // bound only keeps a broken server from hanging the suite.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        crate::helpers::HEADER_READ_TIMEOUT * 10,
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept a connection with unfinished headers open"
+    );
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}

@@ -13,6 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Test servers give a client one second to send its headers.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -248,9 +251,14 @@ pub async fn start(env: &Env) -> TestApp {
     let state = built.state.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        mandate::serve(listener, built, async {
-            let _ = rx.await;
-        })
+        mandate::serve_with(
+            listener,
+            built,
+            async {
+                let _ = rx.await;
+            },
+            HEADER_READ_TIMEOUT,
+        )
         .await
         .unwrap();
     });
