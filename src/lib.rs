@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod oauth;
 pub mod secret;
 pub mod state;
@@ -52,7 +53,8 @@ pub async fn build(config: Config) -> anyhow::Result<Built> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
     let keys = KeyRing::open(&config.keys_dir, clock.now())?;
-    let (audit, audit_task) = AuditWriter::spawn(db.clone());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (audit, audit_task) = AuditWriter::spawn(db.clone(), metrics.clone());
     Ok(Built {
         state: AppState {
             config: Arc::new(config),
@@ -60,6 +62,7 @@ pub async fn build(config: Config) -> anyhow::Result<Built> {
             keys,
             audit,
             clock,
+            metrics,
         },
         audit_task,
     })

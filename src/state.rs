@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::metrics::Metrics;
 use crate::store::audit::AuditWriter;
 use crate::store::Db;
 
@@ -37,4 +38,5 @@ pub struct AppState {
     pub keys: KeyRing,
     pub audit: AuditWriter,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
 }

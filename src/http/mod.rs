@@ -7,7 +7,7 @@ pub mod token;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,13 +39,17 @@ pub fn router(state: AppState) -> Router {
         .route("/token", post(token::token_post))
         .route("/healthz", get(ops::healthz_get))
         .route("/readyz", get(ops::readyz_get))
+        .route("/metrics", get(ops::metrics_get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
         .with_state(state)
 }
 
@@ -87,8 +91,9 @@ fn request_id(req: &Request) -> String {
 /// Gives each request an id and a span, logs its outcome (method, path and
 /// status only: query strings may hold codes and are never logged), and sets
 /// headers every response carries.
-async fn request_context(mut req: Request, next: Next) -> Response {
+async fn request_context(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
+    let method = crate::metrics::method_label(req.method());
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
         "request",
@@ -110,6 +115,14 @@ async fn request_context(mut req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    let status = resp.status().as_u16();
+    app.metrics
+        .http_requests
+        .get_or_create(&crate::metrics::HttpLabels { method, status })
+        .inc();
+    app.metrics
+        .http_duration
+        .observe(started.elapsed().as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),

@@ -26,3 +26,14 @@ pub async fn readyz_get(State(app): State<AppState>) -> impl IntoResponse {
         }
     }
 }
+
+/// GET /metrics: Prometheus / OpenMetrics text.
+pub async fn metrics_get(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}

@@ -10,6 +10,7 @@ use super::error::{OAuthError, StatusHint};
 use super::form::{self, Params};
 use super::grants::{self, client_credentials};
 use crate::audit::{AuditEvent, Outcome};
+use crate::metrics::TokenLabels;
 use crate::state::AppState;
 use crate::store::tokens::NewToken;
 
@@ -40,8 +41,10 @@ pub struct TokenResponse {
 }
 
 /// What is known about the request so far, for the audit event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decision {
+    /// Metrics label of the requested grant (`none` until parsed).
+    pub grant_type: &'static str,
     pub client_id: Option<String>,
     pub client_type: Option<String>,
     pub audience: Option<String>,
@@ -56,7 +59,13 @@ pub async fn token(
     req: TokenRequest,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
-    let mut decision = Decision::default();
+    let mut decision = Decision {
+        grant_type: "none",
+        client_id: None,
+        client_type: None,
+        audience: None,
+        scope_requested: None,
+    };
     let result = decide(app, &req, &mut decision, now)
         .await
         .and_then(|claims| {
@@ -66,6 +75,7 @@ pub async fn token(
     let mut event = AuditEvent::new("token.denied", Outcome::Failure, now);
     event.ip = req.ip;
     event.request_id = req.request_id;
+    let grant_label = decision.grant_type;
     event.client_id = decision.client_id;
     event.client_type = decision.client_type;
     event.audience = decision.audience;
@@ -88,6 +98,13 @@ pub async fn token(
                 expires_at: claims.exp,
             };
             app.audit.record(event, Some(record)).await?;
+            app.metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    grant_type: grant_label,
+                    outcome: "issued",
+                })
+                .inc();
             Ok(TokenResponse {
                 access_token,
                 token_type: "Bearer",
@@ -97,6 +114,13 @@ pub async fn token(
         }
         Err(e) => {
             event.reason = Some(format!("{}: {}", e.code.as_str(), e.description));
+            app.metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    grant_type: grant_label,
+                    outcome: e.code.as_str(),
+                })
+                .inc();
             if let Err(store) = app.audit.record(event, None).await {
                 // The request is refused either way; an unrecorded denial is
                 // worth an operator's attention.
@@ -129,6 +153,7 @@ async fn decide(
     };
     form::check_content_type(req.content_type.as_deref())?;
     let params: Params = form::parse(bytes, &["resource", "audience"])?;
+    decision.grant_type = grants::label(params.get("grant_type"));
     decision.scope_requested = params.get("scope").map(str::to_owned);
     let presented = client_auth::presented(req.authorization.as_deref(), &params)?;
     decision.client_id = presented

@@ -9,12 +9,15 @@
 //! write lock on SQLite) serialises writers of every instance sharing the
 //! database, so the chain stays linear across a scaled-out deployment.
 
+use std::sync::Arc;
+
 use sqlx::FromRow;
 use tokio::sync::{mpsc, oneshot};
 
 use super::tokens::{self, NewToken};
 use super::{Db, StoreError};
 use crate::audit::{AuditEvent, Outcome};
+use crate::metrics::Metrics;
 use crate::{on_db, on_tx};
 
 /// Most events committed in one transaction.
@@ -35,10 +38,10 @@ pub struct AuditWriter {
 impl AuditWriter {
     /// Starts the writer task. [`AuditTask::finish`] commits what is queued
     /// and stops it; later `record` calls fail (closed, never silently lost).
-    pub fn spawn(db: Db) -> (AuditWriter, AuditTask) {
+    pub fn spawn(db: Db, metrics: Arc<Metrics>) -> (AuditWriter, AuditTask) {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let (stop, stopped) = oneshot::channel();
-        let handle = tokio::spawn(run(db, rx, stopped));
+        let handle = tokio::spawn(run(Writer { db, metrics }, rx, stopped));
         (AuditWriter { tx }, AuditTask { stop, handle })
     }
 
@@ -76,7 +79,12 @@ impl AuditTask {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>, mut stopped: oneshot::Receiver<()>) {
+struct Writer {
+    db: Db,
+    metrics: Arc<Metrics>,
+}
+
+async fn run(w: Writer, mut rx: mpsc::Receiver<Job>, mut stopped: oneshot::Receiver<()>) {
     loop {
         let first = tokio::select! {
             biased;
@@ -89,7 +97,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, mut stopped: oneshot::Receiver
                 rx.close();
                 while let Some(job) = rx.recv().await {
                     let mut batch = vec![job];
-                    write_and_answer(&db, &mut batch).await;
+                    write_and_answer(&w, &mut batch).await;
                 }
                 return;
             }
@@ -101,12 +109,21 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, mut stopped: oneshot::Receiver
                 Err(_) => break,
             }
         }
-        write_and_answer(&db, &mut batch).await;
+        write_and_answer(&w, &mut batch).await;
     }
 }
 
-async fn write_and_answer(db: &Db, batch: &mut Vec<Job>) {
-    let result = write_batch(db, batch).await.map_err(|e| {
+async fn write_and_answer(w: &Writer, batch: &mut Vec<Job>) {
+    let started = std::time::Instant::now();
+    let result = write_batch(&w.db, batch).await;
+    if result.is_ok() {
+        w.metrics.audit_events.inc_by(batch.len() as u64);
+        w.metrics.audit_batch_size.observe(batch.len() as f64);
+        w.metrics
+            .audit_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+    let result = result.map_err(|e| {
         tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests fail closed");
         e.to_string()
     });

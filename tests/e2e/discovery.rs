@@ -144,3 +144,31 @@ async fn slow_headers_are_cut_off() {
     assert_eq!(r.status(), 200);
     app.stop().await;
 }
+
+both!(
+    /// /metrics counts decisions with bounded labels: a caller's made-up grant
+    /// type is `other`, never a new series.
+    metrics_count_token_decisions,
+    |backend| async move {
+        let (env, app) = spawn_app(backend).await;
+        let (id, secret) = env.create_client(&["--resource", "https://api.example.com", "--scope", "invoices:read"]);
+        app.cc_token(&id, &secret).await;
+        app.token_basic(&id, "wrong", &[("grant_type", "client_credentials")]).await;
+        app.token_basic(&id, &secret, &[("grant_type", "urn:made-up:grant")]).await;
+        let r = app.http.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+        let text = r.text().await.unwrap();
+        for line in [
+            r#"mandate_tokens_total{grant_type="client_credentials",outcome="issued"} 1"#,
+            r#"mandate_tokens_total{grant_type="client_credentials",outcome="invalid_client"} 1"#,
+            r#"mandate_tokens_total{grant_type="other",outcome="unsupported_grant_type"} 1"#,
+            "mandate_audit_events_total 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("made-up"));
+        assert!(text.contains(r#"mandate_http_requests_total{method="POST",status="200"} 1"#), "{text}");
+        app.stop().await;
+    }
+);

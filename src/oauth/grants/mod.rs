@@ -23,3 +23,20 @@ pub fn from_cli_name(name: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// A bounded label for metrics: a known grant type, `none` or `other`.
+pub fn label(grant_type: Option<&str>) -> &'static str {
+    match grant_type {
+        None => "none",
+        Some(g) => [
+            CLIENT_CREDENTIALS,
+            AUTHORIZATION_CODE,
+            REFRESH_TOKEN,
+            TOKEN_EXCHANGE,
+            CIBA,
+        ]
+        .into_iter()
+        .find(|k| *k == g)
+        .unwrap_or("other"),
+    }
+}
