@@ -98,13 +98,7 @@ pub async fn token(
                 expires_at: claims.exp,
             };
             app.audit.record(event, Some(record)).await?;
-            app.metrics
-                .tokens
-                .get_or_create(&TokenLabels {
-                    grant_type: grant_label,
-                    outcome: "issued",
-                })
-                .inc();
+            count(app, grant_label, "issued");
             Ok(TokenResponse {
                 access_token,
                 token_type: "Bearer",
@@ -114,13 +108,7 @@ pub async fn token(
         }
         Err(e) => {
             event.reason = Some(format!("{}: {}", e.code.as_str(), e.description));
-            app.metrics
-                .tokens
-                .get_or_create(&TokenLabels {
-                    grant_type: grant_label,
-                    outcome: e.code.as_str(),
-                })
-                .inc();
+            count(app, grant_label, e.code.as_str());
             if let Err(store) = app.audit.record(event, None).await {
                 // The request is refused either way; an unrecorded denial is
                 // worth an operator's attention.
@@ -129,6 +117,16 @@ pub async fn token(
             Err(e)
         }
     }
+}
+
+fn count(app: &AppState, grant_type: &'static str, outcome: &'static str) {
+    app.metrics
+        .tokens
+        .get_or_create(&TokenLabels {
+            grant_type,
+            outcome,
+        })
+        .inc();
 }
 
 async fn decide(
