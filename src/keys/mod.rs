@@ -105,8 +105,23 @@ impl KeyRing {
         }
         let mut loaded = load(dir)?;
         if loaded.keys.is_empty() {
-            write_new_key(dir, now, now)?;
+            // Several instances may start on one empty directory at once: the
+            // first to hold the lock creates the key, the others load it.
+            let lock_path = dir.join(".init.lock");
+            let lock = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+                .map_err(|e| io(&lock_path, e))?;
+            lock.lock().map_err(|e| io(&lock_path, e))?;
             loaded = load(dir)?;
+            if loaded.keys.is_empty() {
+                write_new_key(dir, now, now)?;
+                loaded = load(dir)?;
+            }
+            drop(lock);
         }
         Ok(KeyRing {
             dir: dir.to_path_buf(),
@@ -475,6 +490,23 @@ mod tests {
         let other = KeyRing::open(other_dir.path(), T0).unwrap();
         let foreign = other.sign("at+jwt", &payload, T0).unwrap();
         assert!(ring.verify(&foreign, "at+jwt", T0).is_err());
+    }
+
+    /// Instances starting together on an empty directory share one first key.
+    #[test]
+    fn concurrent_first_start_creates_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || KeyRing::open(&p, T0).unwrap().list(T0)[0].kid.clone())
+            })
+            .collect();
+        let kids: std::collections::HashSet<String> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(kids.len(), 1);
+        assert_eq!(key_names(&path).unwrap().len(), 1);
     }
 
     #[test]
