@@ -167,7 +167,7 @@ async fn maintenance(state: AppState) {
             tracing::warn!(error = %e, "could not re-read the keys directory");
         }
         n += 1;
-        if n % 720 == 0 {
+        if n.is_multiple_of(720) {
             if let Err(e) = store::replay::purge_expired(&state.db, state.clock.now()).await {
                 tracing::warn!(error = %e, "could not purge expired single-use facts");
             }
