@@ -213,6 +213,27 @@ impl Env {
             .collect()
     }
 
+    /// `mandate user create` with the password on stdin; asserts success and
+    /// returns the JSON it printed.
+    pub fn create_user(&self, username: &str, password: &str, extra: &[&str]) -> Value {
+        let mut args = vec![
+            "user",
+            "create",
+            "--username",
+            username,
+            "--password-stdin",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.cli_with_stdin(&args, Some(&format!("{password}\n")));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Creates a confidential client-credentials client; returns (id, secret).
     pub fn create_client(&self, extra: &[&str]) -> (String, String) {
         let mut args = vec!["client", "create", "--name", "test agent", "--json"];

@@ -10,22 +10,7 @@ both!(
     |backend| async move {
         let (env, app) = spawn_app(backend).await;
         let (id, secret) = env.create_client(&["--resource", API, "--scope", "invoices:read"]);
-        let out = env.cli_with_stdin(
-            &[
-                "user",
-                "create",
-                "--username",
-                "alice",
-                "--password-stdin",
-                "--json",
-            ],
-            Some("a long password\n"),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        env.create_user("alice", "a long password", &[]);
         let token = app.cc_token(&id, &secret).await;
         let kids_before = app.jwks().await;
         let first_issuer = app.base.clone();
