@@ -6,8 +6,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
+
+use crate::oauth::types::ClientType;
 
 /// The ACR levels mandate knows, weakest first (SPEC §6).
 pub const ACR_LEVELS: [&str; 3] = [
@@ -41,6 +45,8 @@ struct RawConfig {
     bind: Option<String>,
     database_url: Option<String>,
     keys_dir: Option<PathBuf>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -113,8 +119,11 @@ pub struct Config {
     /// Issuer without a trailing slash, e.g. `http://127.0.0.1:8080`.
     pub issuer: String,
     pub bind: SocketAddr,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub keys_dir: PathBuf,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, reverse
+    /// proxies); from any other peer the socket address is the client address.
+    pub trusted_proxies: Vec<IpNet>,
     pub tokens: TokensConfig,
     pub registration: RegistrationConfig,
     pub keys: KeysConfig,
@@ -139,7 +148,7 @@ pub enum RegistrationMode {
 #[derive(Debug, Clone)]
 pub struct RegistrationConfig {
     pub mode: RegistrationMode,
-    pub default_client_type: String,
+    pub default_client_type: ClientType,
     pub client_id_metadata_documents: bool,
     pub allow_loopback_client_ids: bool,
 }
@@ -173,8 +182,41 @@ pub struct DetailsType {
     pub approval: bool,
 }
 
-/// The client types of SPEC §3.
-pub const CLIENT_TYPES: [&str; 4] = ["ai-agent", "service", "web", "native"];
+/// The database URL. It may carry a password, so `Debug` shows it with the
+/// password replaced; [`DatabaseUrl::expose`] is for connecting only.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(SecretString::from(url.into()))
+    }
+
+    /// The URL with its password, to open the connection.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL without its password (for messages).
+    pub fn redacted(&self) -> String {
+        match Url::parse(self.expose()) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("REDACTED"));
+                u.to_string()
+            }
+            Ok(u) => u.to_string(),
+            Err(_) => "(unparseable database URL)".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
 
 impl Config {
     /// Loads `path` (when given or when `mandate.toml` exists in the working
@@ -233,6 +275,22 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
         }
+        let database_url = DatabaseUrl::new(database_url);
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse::<IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        err(
+                            format!("trusted_proxies[{i}]"),
+                            format!("`{text}` is not an IP address or CIDR (e.g. 10.0.0.0/8)"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let keys_dir = env
             .get("MANDATE_KEYS_DIR")
             .map(PathBuf::from)
@@ -271,16 +329,15 @@ impl Config {
                 ))
             }
         };
-        let default_client_type = raw
-            .registration
-            .default_client_type
-            .unwrap_or_else(|| "ai-agent".into());
-        if !CLIENT_TYPES.contains(&default_client_type.as_str()) {
-            return Err(err(
-                "registration.default_client_type",
-                format!("`{default_client_type}` is not one of ai-agent, service, web, native"),
-            ));
-        }
+        let default_client_type = match raw.registration.default_client_type.as_deref() {
+            None => ClientType::AiAgent,
+            Some(t) => ClientType::from_wire(t).ok_or_else(|| {
+                err(
+                    "registration.default_client_type",
+                    format!("`{t}` is not one of ai-agent, service, web, native"),
+                )
+            })?,
+        };
 
         let activation = raw.keys.activation_delay_secs.unwrap_or(600);
         if !(0..=7 * 86_400).contains(&activation) {
@@ -389,6 +446,7 @@ impl Config {
             bind,
             database_url,
             keys_dir,
+            trusted_proxies,
             tokens: TokensConfig {
                 access_token_ttl_secs,
                 refresh_token_ttl_secs,
@@ -443,8 +501,14 @@ impl Config {
     }
 }
 
+/// Parses the file, naming the field of a value of the wrong type
+/// (`tokens.max_delegation_depth: invalid type: string "4", expected i64
+/// (line 3)`), not only its line.
 fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
-    toml::from_str(text).map_err(|e| {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
         // toml's message spans several lines with a caret diagram; keep the first.
         let msg = e
             .message()
@@ -452,13 +516,21 @@ fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
             .next()
             .unwrap_or("invalid TOML")
             .to_string();
-        match e.span() {
+        let msg = match e.span() {
             Some(span) => {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                err("config", format!("line {line}: {msg}"))
+                format!("{msg} (line {line})")
             }
-            None => err("config", msg),
-        }
+            None => msg,
+        };
+        // An empty path is the document itself (a syntax error, an unknown
+        // top-level key).
+        let field = if path.is_empty() || path == "." {
+            "config".to_string()
+        } else {
+            path
+        };
+        err(field, msg)
     })
 }
 
@@ -529,7 +601,8 @@ mod tests {
         let c = Config::from_toml("", &env(&[])).unwrap();
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database_url, "sqlite://data/mandate.db");
+        assert_eq!(c.database_url.expose(), "sqlite://data/mandate.db");
+        assert!(c.trusted_proxies.is_empty());
         assert_eq!(c.tokens.access_token_ttl_secs, 300);
         assert_eq!(c.keys.activation_delay_secs, 600);
     }
@@ -561,11 +634,56 @@ mod tests {
                 "[[resources]]\nid = \"https://a\"\n[[resources.scopes]]\nname = \"x\"\n[[resources]]\nid = \"https://b\"\n[[resources.scopes]]\nname = \"x\"",
                 "resources[1].scopes[0].name",
             ),
-            ("colour = 1", "config"),
+            ("colour = 1", "colour"),
+            ("[tokens]\nlifetime = 1", "tokens.lifetime"),
+            ("issuer = ", "config"),
+            ("[tokens]\nmax_delegation_depth = \"4\"", "tokens.max_delegation_depth"),
+            ("[registration]\nmode = 3", "registration.mode"),
+            (
+                "[[resources]]\nid = \"https://a\"\naccess_token_ttl_secs = \"x\"",
+                "resources[0].access_token_ttl_secs",
+            ),
+            ("trusted_proxies = [\"10.0.0.0/99\"]", "trusted_proxies[0]"),
+            ("trusted_proxies = \"10.0.0.0/8\"", "trusted_proxies"),
         ];
         for (text, field) in cases {
             let e = Config::from_toml(text, &env(&[])).unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_take_cidrs_and_addresses() {
+        let c = Config::from_toml(
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"::1\"]",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.trusted_proxies[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    /// A database password never shows in `Debug` output.
+    #[test]
+    fn database_password_is_redacted_in_debug() {
+        let c = Config::from_toml(
+            "",
+            &env(&[(
+                "MANDATE_DATABASE_URL",
+                "postgres://mandate:hunter2secret@db/mandate",
+            )]),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2secret"), "{shown}");
+        assert!(
+            shown.contains("postgres://mandate:REDACTED@db/mandate"),
+            "{shown}"
+        );
+        assert_eq!(
+            c.database_url.expose(),
+            "postgres://mandate:hunter2secret@db/mandate"
+        );
     }
 }

@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod secret;
 pub mod state;
 pub mod store;
+pub mod text;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,7 @@ pub struct Built {
 /// audit writer: everything `serve` needs before it binds.
 pub async fn build(config: Config) -> anyhow::Result<Built> {
     let clock = Clock::default();
-    let db = Db::connect(&config.database_url).await?;
+    let db = Db::connect(config.database_url.expose()).await?;
     db.migrate().await?;
     let keys = KeyRing::open(&config.keys_dir, clock.now())?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -63,6 +64,7 @@ pub async fn build(config: Config) -> anyhow::Result<Built> {
             audit,
             clock,
             metrics,
+            request_timeout: state::REQUEST_TIMEOUT,
         },
         audit_task,
     })

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
@@ -39,4 +40,9 @@ pub struct AppState {
     pub audit: AuditWriter,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    /// Longest time a request may take end to end (30 s; tests shorten it).
+    pub request_timeout: Duration,
 }
+
+/// Default for [`AppState::request_timeout`].
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

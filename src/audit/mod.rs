@@ -27,6 +27,80 @@ impl Outcome {
     }
 }
 
+/// Declares [`EventKind`] with its wire name, once: both directions of the
+/// mapping come from this one list.
+macro_rules! event_kinds {
+    ($($(#[$m:meta])* $variant:ident => $name:literal,)*) => {
+        /// What an audit event records (SPEC §8, plus operator actions).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($(#[$m])* $variant,)*
+        }
+
+        impl EventKind {
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            /// The name stored and shown, e.g. `token.issued`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => $name,)*
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<EventKind> {
+                match name {
+                    $($name => Some(EventKind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    Login => "login",
+    Mfa => "mfa",
+    Consent => "consent",
+    TokenIssued => "token.issued",
+    TokenExchanged => "token.exchanged",
+    TokenDenied => "token.denied",
+    TokenRefreshed => "token.refreshed",
+    TokenRevoked => "token.revoked",
+    GrantRevoked => "grant.revoked",
+    ApprovalRequested => "approval.requested",
+    ApprovalApproved => "approval.approved",
+    ApprovalDenied => "approval.denied",
+    ClientRegistered => "client.registered",
+    /// An operator created a client (`mandate client create`).
+    ClientCreated => "client.created",
+    ClientDeleted => "client.deleted",
+    ClientSecretRotated => "client.secret_rotated",
+    UserCreated => "user.created",
+    UserDisabled => "user.disabled",
+    /// An operator added a signing key (`mandate keys rotate`).
+    KeyRotated => "key.rotated",
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EventKind, D::Error> {
+        let name = String::deserialize(d)?;
+        EventKind::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown audit event `{name}`")))
+    }
+}
+
 /// One security decision. Field order is the canonical order for hashing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
@@ -35,7 +109,7 @@ pub struct AuditEvent {
     /// `time` in unix seconds, for queries; not part of the wire form or the hash.
     #[serde(skip)]
     pub at: i64,
-    pub event: String,
+    pub event: EventKind,
     pub outcome: Outcome,
     pub reason: Option<String>,
     pub user: Option<String>,
@@ -60,7 +134,7 @@ pub struct AuditEvent {
 struct Hashed<'a> {
     id: &'a str,
     time: &'a str,
-    event: &'a str,
+    event: EventKind,
     outcome: Outcome,
     reason: &'a Option<String>,
     user: &'a Option<String>,
@@ -81,13 +155,13 @@ struct Hashed<'a> {
 impl AuditEvent {
     /// A new event of kind `event` at unix time `now`; chain fields are filled
     /// in by the writer.
-    pub fn new(event: &str, outcome: Outcome, now: i64) -> AuditEvent {
+    pub fn new(event: EventKind, outcome: Outcome, now: i64) -> AuditEvent {
         AuditEvent {
             // Time-ordered, so the unique index on `id` grows at its end.
             id: uuid::Uuid::now_v7().to_string(),
             time: rfc3339(now),
             at: now,
-            event: event.to_string(),
+            event,
             outcome,
             reason: None,
             user: None,
@@ -112,7 +186,7 @@ impl AuditEvent {
         let body = Hashed {
             id: &self.id,
             time: &self.time,
-            event: &self.event,
+            event: self.event,
             outcome: self.outcome,
             reason: &self.reason,
             user: &self.user,
@@ -216,8 +290,11 @@ mod tests {
         let mut prev = GENESIS.to_string();
         (0..n)
             .map(|i| {
-                let mut e =
-                    AuditEvent::new("token.issued", Outcome::Success, 1_700_000_000 + i as i64);
+                let mut e = AuditEvent::new(
+                    EventKind::TokenIssued,
+                    Outcome::Success,
+                    1_700_000_000 + i as i64,
+                );
                 e.client_id = Some(format!("c{i}"));
                 e.seal(&prev);
                 prev = e.hash.clone();
@@ -250,6 +327,16 @@ mod tests {
         let mut c = chain(3);
         c.pop();
         assert_eq!(verify_chain(&c, &head).unwrap_err().index, 2);
+    }
+
+    #[test]
+    fn event_kinds_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+            let json = serde_json::to_string(k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.as_str()));
+        }
+        assert_eq!(EventKind::parse("token.stolen"), None);
     }
 
     #[test]

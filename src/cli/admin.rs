@@ -7,16 +7,18 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{fail, CliError};
-use crate::audit::{rfc3339, verify_chain};
+use secrecy::ExposeSecret;
+
+use crate::audit::{rfc3339, verify_chain, AuditEvent, EventKind, Outcome};
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::oauth::clients::{operator_client, ClientSpec};
 use crate::secret;
 use crate::state::Clock;
-use crate::store::audit::{self as audit_store, Filter};
+use crate::store::audit::{self as audit_store, Entry, Filter};
 use crate::store::clients::{self, Client};
 use crate::store::users::{self, User};
-use crate::store::{Db, StoreError};
+use crate::store::{Db, Open, StoreError, Tx};
 
 #[derive(Subcommand, Debug)]
 #[allow(clippy::large_enum_variant)] // parsed once per process
@@ -117,9 +119,10 @@ pub enum TokenCmd {
 pub async fn token(config: Config, cmd: TokenCmd, json: bool) -> Result<(), CliError> {
     let TokenCmd::Verify { token } = cmd;
     let now = Clock::default().now();
-    let ring = KeyRing::open(&config.keys_dir, now)?;
-    let claims = crate::oauth::access_token::validate(&ring, &config.issuer, token.trim(), now)?;
-    let exp = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(now);
+    let ring = KeyRing::open_existing(&config.keys_dir)?;
+    let claims = crate::oauth::access_token::validate(&ring, &config.issuer, token.trim(), now)
+        .map_err(|why| fail(format!("invalid token: {why}")))?;
+    let exp = claims.exp;
     if json {
         print_json(&json!({"valid": true, "claims": claims}));
     } else {
@@ -132,10 +135,33 @@ pub async fn token(config: Config, cmd: TokenCmd, json: bool) -> Result<(), CliE
     Ok(())
 }
 
+/// The database for a command that changes it: created and migrated if needed.
 async fn open_db(config: &Config) -> Result<Db, CliError> {
-    let db = Db::connect(&config.database_url).await?;
+    let db = Db::connect(config.database_url.expose()).await?;
     db.migrate().await?;
     Ok(db)
+}
+
+/// The database for a read-only command: it must exist and be migrated;
+/// nothing is created or changed.
+async fn open_db_read_only(config: &Config) -> Result<Db, CliError> {
+    Ok(Db::open(config.database_url.expose(), Open::Existing).await?)
+}
+
+/// The audit event of an operator action (SPEC §10): made at the terminal,
+/// so no ip, request id or client authentication; `reason` names the command.
+pub(crate) fn operator_event(kind: EventKind, command: &str, now: i64) -> AuditEvent {
+    let mut e = AuditEvent::new(kind, Outcome::Success, now);
+    e.reason = Some(format!("operator: mandate {command}"));
+    e
+}
+
+/// Appends `event` to the chain in `tx` and commits: the change and its
+/// event land together or not at all.
+pub(crate) async fn commit_with(mut tx: Tx, event: AuditEvent) -> Result<(), CliError> {
+    audit_store::append(&mut tx, &mut [Entry::event(event)]).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -157,7 +183,11 @@ fn client_text(c: &Client) -> String {
         c.name,
         c.client_type,
         if c.public { "public" } else { "confidential" },
-        c.grant_types.join(","),
+        c.grant_types
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         c.resources.join(","),
         c.scopes.join(","),
     )
@@ -165,7 +195,10 @@ fn client_text(c: &Client) -> String {
 
 pub async fn client(config: Config, cmd: ClientCmd, json: bool) -> Result<(), CliError> {
     let now = Clock::default().now();
-    let db = open_db(&config).await?;
+    let db = match cmd {
+        ClientCmd::List | ClientCmd::Show { .. } => open_db_read_only(&config).await?,
+        _ => open_db(&config).await?,
+    };
     match cmd {
         ClientCmd::Create {
             name,
@@ -209,7 +242,8 @@ pub async fn client(config: Config, cmd: ClientCmd, json: bool) -> Result<(), Cl
                 jwks,
             };
             let (client, secret) = operator_client(&config, spec, now).map_err(fail)?;
-            match clients::insert(&db, &client).await {
+            let mut tx = db.begin().await?;
+            match clients::insert(&mut tx, &client).await {
                 Err(StoreError::Conflict) => {
                     return Err(fail(format!(
                         "client `{}` already exists",
@@ -218,8 +252,14 @@ pub async fn client(config: Config, cmd: ClientCmd, json: bool) -> Result<(), Cl
                 }
                 r => r?,
             }
+            let mut event = operator_event(EventKind::ClientCreated, "client create", now);
+            event.client_id = Some(client.client_id.clone());
+            event.client_type = Some(client.client_type.as_str().into());
+            event.scope_granted = Some(client.scopes.join(" ")).filter(|s| !s.is_empty());
+            commit_with(tx, event).await?;
+            let secret = secret.as_ref().map(|s| s.expose_secret());
             if json {
-                print_json(&client_json(&client, secret.as_deref()));
+                print_json(&client_json(&client, secret));
             } else {
                 println!("created {}", client_text(&client));
                 if let Some(s) = secret {
@@ -251,10 +291,14 @@ pub async fn client(config: Config, cmd: ClientCmd, json: bool) -> Result<(), Cl
             }
         }
         ClientCmd::Delete { id } => {
-            match clients::delete(&db, &id).await {
+            let mut tx = db.begin().await?;
+            match clients::delete(&mut tx, &id).await {
                 Err(StoreError::NotFound) => return Err(fail(format!("no client `{id}`"))),
                 r => r?,
             }
+            let mut event = operator_event(EventKind::ClientDeleted, "client delete", now);
+            event.client_id = Some(id.clone());
+            commit_with(tx, event).await?;
             if json {
                 print_json(&json!({"deleted": id}));
             } else {
@@ -263,12 +307,17 @@ pub async fn client(config: Config, cmd: ClientCmd, json: bool) -> Result<(), Cl
         }
         ClientCmd::RotateSecret { id } => {
             let s = secret::random_token();
-            match clients::set_secret_hash(&db, &id, &secret::hash(&s), now).await {
+            let mut tx = db.begin().await?;
+            match clients::set_secret_hash(&mut tx, &id, &secret::hash(&s), now).await {
                 Err(StoreError::NotFound) => {
                     return Err(fail(format!("no confidential client `{id}`")))
                 }
                 r => r?,
             }
+            let mut event =
+                operator_event(EventKind::ClientSecretRotated, "client rotate-secret", now);
+            event.client_id = Some(id.clone());
+            commit_with(tx, event).await?;
             if json {
                 print_json(&json!({"client_id": id, "client_secret": s}));
             } else {
@@ -292,7 +341,10 @@ fn user_json(u: &User) -> serde_json::Value {
 
 pub async fn user(config: Config, cmd: UserCmd, json: bool) -> Result<(), CliError> {
     let now = Clock::default().now();
-    let db = open_db(&config).await?;
+    let db = match cmd {
+        UserCmd::List => open_db_read_only(&config).await?,
+        _ => open_db(&config).await?,
+    };
     match cmd {
         UserCmd::Create {
             username, email, ..
@@ -324,12 +376,16 @@ pub async fn user(config: Config, cmd: UserCmd, json: bool) -> Result<(), CliErr
                 disabled_at: None,
                 created_at: now,
             };
-            match users::insert(&db, &user).await {
+            let mut tx = db.begin().await?;
+            match users::insert(&mut tx, &user).await {
                 Err(StoreError::Conflict) => {
                     return Err(fail(format!("user `{}` already exists", user.username)))
                 }
                 r => r?,
             }
+            let mut event = operator_event(EventKind::UserCreated, "user create", now);
+            event.user = Some(user.username.clone());
+            commit_with(tx, event).await?;
             if json {
                 print_json(&user_json(&user));
             } else {
@@ -357,10 +413,14 @@ pub async fn user(config: Config, cmd: UserCmd, json: bool) -> Result<(), CliErr
             }
         }
         UserCmd::Disable { username } => {
-            match users::disable(&db, &username, now).await {
+            let mut tx = db.begin().await?;
+            match users::disable(&mut tx, &username, now).await {
                 Err(StoreError::NotFound) => return Err(fail(format!("no user `{username}`"))),
                 r => r?,
             }
+            let mut event = operator_event(EventKind::UserDisabled, "user disable", now);
+            event.user = Some(username.clone());
+            commit_with(tx, event).await?;
             if json {
                 print_json(&json!({"disabled": username}));
             } else {
@@ -374,14 +434,32 @@ pub async fn user(config: Config, cmd: UserCmd, json: bool) -> Result<(), CliErr
 
 pub async fn keys(config: Config, cmd: KeysCmd, json: bool) -> Result<(), CliError> {
     let now = Clock::default().now();
-    let ring = KeyRing::open(&config.keys_dir, now)?;
+    let ring = match cmd {
+        KeysCmd::List => KeyRing::open_existing(&config.keys_dir)?,
+        KeysCmd::Rotate { .. } => KeyRing::open(&config.keys_dir, now)?,
+    };
     if let KeysCmd::Rotate { now: at_once } = cmd {
         let delay = if at_once {
             0
         } else {
             config.keys.activation_delay_secs
         };
+        let db = open_db(&config).await?;
+        let tx = db.begin().await?;
         let kid = ring.rotate(now, delay)?;
+        let mut event = operator_event(EventKind::KeyRotated, "keys rotate", now);
+        event.reason = Some(format!(
+            "operator: mandate keys rotate: key {kid} signs from {}",
+            rfc3339(now + delay as i64)
+        ));
+        if let Err(e) = commit_with(tx, event).await {
+            // No unaudited key: take the new one back out.
+            if let Err(undo) = ring.discard(&kid) {
+                tracing::error!(error = %undo, %kid, "could not remove the unaudited key");
+            }
+            return Err(e);
+        }
+        db.close().await;
         if !json {
             println!(
                 "new key {kid} published; signs from {}",
@@ -407,7 +485,7 @@ pub async fn keys(config: Config, cmd: KeysCmd, json: bool) -> Result<(), CliErr
 }
 
 pub async fn audit(config: Config, cmd: AuditCmd, json: bool) -> Result<(), CliError> {
-    let db = open_db(&config).await?;
+    let db = open_db_read_only(&config).await?;
     match cmd {
         AuditCmd::List {
             user,
@@ -438,7 +516,7 @@ pub async fn audit(config: Config, cmd: AuditCmd, json: bool) -> Result<(), CliE
                     println!(
                         "{}  {}  {}  client={}  user={}  aud={}  scope={}  {}",
                         e.time,
-                        e.event,
+                        e.event.as_str(),
                         e.outcome.as_str(),
                         e.client_id.as_deref().unwrap_or("-"),
                         e.user.as_deref().unwrap_or("-"),

@@ -6,13 +6,14 @@ use tokio::net::TcpListener;
 
 use super::{fail, CliError};
 use crate::config::{Config, Resource, Scope};
+use crate::oauth::types::{ClientType, GrantType};
 use crate::secret;
 use crate::store::clients::{self, Client, ORIGIN_OPERATOR};
 use crate::store::users::{self, User};
 use crate::store::{Db, StoreError};
 
 pub async fn migrate(config: Config, json: bool) -> Result<(), CliError> {
-    let db = Db::connect(&config.database_url).await?;
+    let db = Db::connect(config.database_url.expose()).await?;
     db.migrate().await?;
     db.close().await;
     if json {
@@ -153,11 +154,11 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
     let client = Client {
         client_id: DEMO_CLIENT.into(),
         name: "Demo agent".into(),
-        client_type: "ai-agent".into(),
+        client_type: ClientType::AiAgent,
         public: false,
         secret_hash: Some(secret::hash(&client_secret)),
         origin: ORIGIN_OPERATOR.into(),
-        grant_types: vec!["client_credentials".into()],
+        grant_types: vec![GrantType::ClientCredentials],
         redirect_uris: vec![],
         resources: vec![DEMO_RESOURCE.into()],
         scopes: vec!["invoices:read".into()],

@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::oauth::grants;
+use crate::oauth::types::GrantType;
 use crate::state::AppState;
 
 /// How long resource servers may cache the JWKS. Key rotation publishes a new
@@ -25,7 +25,7 @@ pub fn metadata(config: &Config) -> Value {
         "issuer": config.issuer,
         "token_endpoint": config.endpoint("/token"),
         "jwks_uri": config.endpoint("/jwks.json"),
-        "grant_types_supported": grants::IMPLEMENTED,
+        "grant_types_supported": GrantType::IMPLEMENTED,
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": scopes,

@@ -5,23 +5,30 @@ pub mod error;
 pub mod ops;
 pub mod token;
 
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tower_http::timeout::TimeoutLayer;
+use ipnet::IpNet;
 use tracing::Instrument;
 
+use crate::oauth::error::OAuthError;
 use crate::state::AppState;
 
 /// The id of one request: on every log line of the request and in the
 /// `X-Request-Id` response header.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// The client's address: the socket peer, or from `X-Forwarded-For` when the
+/// peer is a trusted proxy (see [`client_ip`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -42,10 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics_get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -72,6 +76,52 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
+/// Bounds a request's whole life by `request_timeout`. A request that runs
+/// out of time gets an RFC 6749 JSON error (503 `temporarily_unavailable`: a
+/// retry may succeed), not an empty body.
+async fn deadline(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = app.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => OAuthError::temporarily_unavailable(format!(
+            "the request did not complete within {} s; try again",
+            limit.as_secs().max(1)
+        ))
+        .into_response(),
+    }
+}
+
+/// The client address of a request whose socket peer is `peer`. Only when
+/// the peer is one of `trusted` (a load balancer) is `X-Forwarded-For`
+/// believed, and then its rightmost address that is not itself a trusted
+/// proxy: the entries left of that one were written by the client and prove
+/// nothing. An unparseable entry stops the walk at the last trusted hop.
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        hops.extend(text.split(',').map(str::trim));
+    }
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
 /// Accepts an incoming `X-Request-Id` only when it is short and plain (it ends
 /// up in logs and the audit trail); otherwise makes a new one.
 fn request_id(req: &Request) -> String {
@@ -94,7 +144,14 @@ fn request_id(req: &Request) -> String {
 async fn request_context(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
     let method = crate::metrics::method_label(req.method());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = client_ip(peer, req.headers(), &app.config.trusted_proxies);
     req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(ClientIp(ip));
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -131,4 +188,55 @@ async fn request_context(State(app): State<AppState>, mut req: Request, next: Ne
         )
     });
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    //  * an untrusted peer's X-Forwarded-For is ignored
+    //  * a trusted proxy's header names the client (rightmost untrusted)
+    //  * addresses the client wrote left of that prove nothing
+    //  * garbage stops at the last trusted hop
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let lb = ip("10.0.0.5");
+        assert_eq!(
+            client_ip(ip("198.51.100.1"), &xff(&["203.0.113.7"]), &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_ip(lb, &xff(&["203.0.113.7"]), &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_ip(lb, &xff(&["6.6.6.6, 203.0.113.7", "10.0.0.9"]), &trusted),
+            ip("203.0.113.7")
+        );
+        assert_eq!(client_ip(lb, &xff(&["not-an-ip"]), &trusted), lb);
+        assert_eq!(
+            client_ip(lb, &xff(&["203.0.113.7, junk, 10.0.0.9"]), &trusted),
+            ip("10.0.0.9")
+        );
+        assert_eq!(client_ip(lb, &HeaderMap::new(), &trusted), lb);
+        assert_eq!(client_ip(lb, &xff(&["203.0.113.7"]), &[]), lb);
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.5"), &xff(&["203.0.113.7"]), &trusted),
+            ip("203.0.113.7")
+        );
+    }
 }

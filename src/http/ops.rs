@@ -13,8 +13,17 @@ pub async fn healthz_get() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// GET /readyz: the database answers.
+/// GET /readyz: the audit writer runs and the database answers. An instance
+/// whose writer has stopped can issue nothing (every decision must be
+/// audited), so a load balancer should stop sending it requests.
 pub async fn readyz_get(State(app): State<AppState>) -> impl IntoResponse {
+    if !app.audit.is_running() {
+        tracing::error!("readiness check failed: the audit writer has stopped");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": "audit writer stopped"})),
+        );
+    }
     match app.db.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(e) => {

@@ -1,15 +1,14 @@
 //! `POST /token`.
 
-use std::net::SocketAddr;
-
 use axum::body::Body as AxumBody;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::error::NoStore;
-use super::RequestId;
+use super::{ClientIp, RequestId};
+use crate::oauth::client_auth::AuthHeader;
 use crate::oauth::token::{self, Body, TokenRequest, MAX_BODY_BYTES};
 use crate::state::AppState;
 
@@ -19,27 +18,38 @@ use crate::state::AppState;
 /// `Cache-Control: no-store`.
 pub async fn token_post(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: AxumBody,
 ) -> Response {
-    let header_str = |name| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
     let req = TokenRequest {
-        authorization: header_str(header::AUTHORIZATION),
-        content_type: header_str(header::CONTENT_TYPE),
+        authorization: authorization(&headers),
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         body: read_body(&headers, body, MAX_BODY_BYTES).await,
-        ip: Some(peer.ip().to_string()),
+        ip: Some(ip.to_string()),
         request_id: Some(request_id.0),
     };
     match token::token(&app, req, app.clock.now()).await {
         Ok(resp) => NoStore(Json(resp)).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// The `Authorization` header as received: absent, text, not text, or sent
+/// more than once.
+pub fn authorization(headers: &HeaderMap) -> AuthHeader {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    match (all.next(), all.next()) {
+        (None, _) => AuthHeader::Absent,
+        (Some(_), Some(_)) => AuthHeader::Repeated,
+        (Some(v), None) => match v.to_str() {
+            Ok(text) => AuthHeader::Text(text.to_owned()),
+            Err(_) => AuthHeader::NotText,
+        },
     }
 }
 

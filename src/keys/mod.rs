@@ -16,8 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use josekit::jwk::Jwk;
 use josekit::jws::alg::ecdsa::{EcdsaJwsSigner, EcdsaJwsVerifier};
-use josekit::jws::{JwsHeader, ES256};
-use josekit::jwt::JwtPayload;
+use josekit::jws::ES256;
 use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_ACCESS_TOKEN_TTL;
@@ -36,8 +35,30 @@ pub enum KeyError {
     NoActiveKey,
     #[error("signing failed: {0}")]
     Sign(String),
-    #[error("invalid token: {0}")]
-    Invalid(String),
+}
+
+/// Why a token is not valid; each case is its own clear reason, for token
+/// exchange, introspection and `mandate token verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenInvalid {
+    #[error("not a well-formed JWT")]
+    Malformed,
+    #[error("alg must be ES256")]
+    UnsupportedAlg,
+    #[error("typ is not at+jwt")]
+    WrongTyp,
+    #[error("signed by a key this issuer does not publish")]
+    UnknownKey,
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("the claims are malformed")]
+    BadClaims,
+    #[error("issued by another issuer")]
+    WrongIssuer,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> KeyError {
@@ -129,6 +150,22 @@ impl KeyRing {
         })
     }
 
+    /// Opens `dir` for reading only: it must exist and hold at least one key.
+    /// Nothing is created (read-only commands use this).
+    pub fn open_existing(dir: &Path) -> Result<KeyRing, KeyError> {
+        if !dir.is_dir() {
+            return Err(io(dir, "no such directory (`mandate serve` creates it)"));
+        }
+        let loaded = load(dir)?;
+        if loaded.keys.is_empty() {
+            return Err(io(dir, "holds no signing keys"));
+        }
+        Ok(KeyRing {
+            dir: dir.to_path_buf(),
+            loaded: Arc::new(RwLock::new(Arc::new(loaded))),
+        })
+    }
+
     fn snapshot(&self) -> Arc<Loaded> {
         match self.loaded.read() {
             Ok(g) => g.clone(),
@@ -156,41 +193,66 @@ impl KeyRing {
         Ok(true)
     }
 
-    /// Signs `payload` as a JWT with header `typ`, the active key's `kid` and ES256.
-    pub fn sign(&self, typ: &str, payload: &JwtPayload, now: i64) -> Result<String, KeyError> {
+    /// Signs `payload` (the JSON claims) as a compact JWS with header
+    /// `{"typ", "alg": "ES256", "kid"}` by the active key. The signature is
+    /// josekit's (OpenSSL); only the compact framing (RFC 7515 §7.1) is here.
+    pub fn sign(&self, typ: &str, payload: &[u8], now: i64) -> Result<String, KeyError> {
+        use josekit::jws::JwsSigner;
         let snap = self.snapshot();
         let key = active(&snap.keys, now).ok_or(KeyError::NoActiveKey)?;
-        let mut header = JwsHeader::new();
-        header.set_token_type(typ);
-        header.set_key_id(&key.kid);
-        josekit::jwt::encode_with_signer(payload, &header, &key.signer)
-            .map_err(|e| KeyError::Sign(e.to_string()))
+        let header = serde_json::json!({"typ": typ, "alg": "ES256", "kid": key.kid});
+        let mut out = b64(header.to_string().as_bytes());
+        out.push('.');
+        out.push_str(&b64(payload));
+        let signature = key
+            .signer
+            .sign(out.as_bytes())
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        out.push('.');
+        out.push_str(&b64(&signature));
+        Ok(out)
     }
 
-    /// Verifies a compact JWS signed by one of this ring's published keys:
-    /// `alg` must be ES256 (never `none`, never another algorithm), the `kid`
-    /// must be published, and the header `typ` must equal `typ`. Returns the
-    /// payload; claim checks (`iss`, `exp`, `aud`) are the caller's.
-    pub fn verify(&self, token: &str, typ: &str, now: i64) -> Result<JwtPayload, KeyError> {
-        let snap = self.snapshot();
-        let (payload, header) = josekit::jwt::decode_with_verifier_selector(token, |header| {
-            if header.algorithm() != Some("ES256") {
-                return Err(josekit::JoseError::UnsupportedSignatureAlgorithm(
-                    anyhow::anyhow!("only ES256 is accepted"),
-                ));
-            }
-            let kid = header.key_id().unwrap_or_default();
-            Ok(snap
-                .keys
-                .iter()
-                .find(|k| k.kid == kid && status(&snap.keys, k, now).1)
-                .map(|k| &k.verifier as &dyn josekit::jws::JwsVerifier))
-        })
-        .map_err(|e| KeyError::Invalid(e.to_string()))?;
-        if header.token_type() != Some(typ) {
-            return Err(KeyError::Invalid(format!("typ is not {typ}")));
+    /// Verifies a compact JWS signed by one of this ring's published keys and
+    /// returns its payload. `alg` must be ES256 (never `none`, never another
+    /// algorithm: the algorithm is fixed by the key, not by the token), `typ`
+    /// one of `typs`, the `kid` published, no `crit` header; then the
+    /// signature. Claim checks (`iss`, `exp`, `aud`) are the caller's.
+    pub fn verify(&self, token: &str, typs: &[&str], now: i64) -> Result<Vec<u8>, TokenInvalid> {
+        use josekit::jws::JwsVerifier;
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenInvalid::Malformed);
+        };
+        let header: serde_json::Map<String, serde_json::Value> = unb64(h)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenInvalid::Malformed)?;
+        if header.get("alg").and_then(|v| v.as_str()) != Some("ES256") {
+            return Err(TokenInvalid::UnsupportedAlg);
         }
-        Ok(payload)
+        // RFC 7515 §4.1.11: a `crit` extension we do not understand makes the JWS invalid.
+        if header.contains_key("crit") {
+            return Err(TokenInvalid::Malformed);
+        }
+        let typ = header.get("typ").and_then(|v| v.as_str());
+        if !typ.is_some_and(|t| typs.contains(&t)) {
+            return Err(TokenInvalid::WrongTyp);
+        }
+        let kid = header.get("kid").and_then(|v| v.as_str());
+        let snap = self.snapshot();
+        let key = snap
+            .keys
+            .iter()
+            .find(|k| Some(k.kid.as_str()) == kid && status(&snap.keys, k, now).1)
+            .ok_or(TokenInvalid::UnknownKey)?;
+        let signature = unb64(sig).ok_or(TokenInvalid::Malformed)?;
+        let signed = &token[..h.len() + 1 + p.len()];
+        key.verifier
+            .verify(signed.as_bytes(), &signature)
+            .map_err(|_| TokenInvalid::BadSignature)?;
+        unb64(p).ok_or(TokenInvalid::Malformed)
     }
 
     /// The JWK Set of every published key (RFC 7517 §5).
@@ -240,12 +302,35 @@ impl KeyRing {
     }
 }
 
+impl KeyRing {
+    /// Removes the key `kid` (one that was never used: `keys rotate` takes
+    /// back a key whose audit event could not be written).
+    pub fn discard(&self, kid: &str) -> Result<(), KeyError> {
+        let path = self.dir.join(format!("{kid}.json"));
+        fs::remove_file(&path).map_err(|e| io(&path, e))?;
+        self.refresh()?;
+        Ok(())
+    }
+}
+
 impl Key {
     /// Succession order: later activation wins; within one second, the key
     /// created later (a `rotate --now` right after start replaces the first key).
     fn order(&self) -> (i64, i64, &str) {
         (self.activates_at, self.created_at_ms, &self.kid)
     }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
 }
 
 /// The key that signs at `now`: the latest activated one.
@@ -390,11 +475,6 @@ mod tests {
 
     const T0: i64 = 1_800_000_000;
 
-    fn b64(s: &str) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
-    }
-
     #[test]
     fn first_open_creates_one_private_active_key() {
         let dir = tempfile::tempdir().unwrap();
@@ -456,40 +536,67 @@ mod tests {
     }
 
     //  * a tampered payload
-    //  * `alg: none`
+    //  * `alg: none`, and HS256 keyed with the public key
     //  * a key this ring does not publish
     //  * the wrong `typ`
+    //  * not three parts
     #[test]
     fn verify_accepts_only_own_es256_tokens() {
         let dir = tempfile::tempdir().unwrap();
         let ring = KeyRing::open(dir.path(), T0).unwrap();
-        let mut payload = JwtPayload::new();
-        payload.set_subject("agent");
-        let token = ring.sign("at+jwt", &payload, T0).unwrap();
+        let token = ring.sign("at+jwt", br#"{"sub":"agent"}"#, T0).unwrap();
         assert_eq!(
-            ring.verify(&token, "at+jwt", T0).unwrap().subject(),
-            Some("agent")
+            ring.verify(&token, &["at+jwt"], T0).unwrap(),
+            br#"{"sub":"agent"}"#
         );
-        assert!(ring.verify(&token, "JWT", T0).is_err());
+        assert_eq!(
+            ring.verify(&token, &["JWT"], T0),
+            Err(TokenInvalid::WrongTyp)
+        );
 
         let parts: Vec<&str> = token.split('.').collect();
-        let forged = b64(r#"{"sub":"admin"}"#);
-        assert!(ring
-            .verify(
-                &format!("{}.{}.{}", parts[0], forged, parts[2]),
-                "at+jwt",
-                T0
-            )
-            .is_err());
-        let none = b64(r#"{"alg":"none","typ":"at+jwt"}"#);
-        assert!(ring
-            .verify(&format!("{none}.{}.", parts[1]), "at+jwt", T0)
-            .is_err());
+        let forged = b64(br#"{"sub":"admin"}"#);
+        let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
+        assert_eq!(
+            ring.verify(&tampered, &["at+jwt"], T0),
+            Err(TokenInvalid::BadSignature)
+        );
+        let none = b64(br#"{"alg":"none","typ":"at+jwt"}"#);
+        assert_eq!(
+            ring.verify(&format!("{none}.{}.", parts[1]), &["at+jwt"], T0),
+            Err(TokenInvalid::UnsupportedAlg)
+        );
+        let hs = b64(br#"{"alg":"HS256","typ":"at+jwt"}"#);
+        assert_eq!(
+            ring.verify(&format!("{hs}.{}.{}", parts[1], parts[2]), &["at+jwt"], T0),
+            Err(TokenInvalid::UnsupportedAlg)
+        );
+        assert_eq!(
+            ring.verify("abc.def", &["at+jwt"], T0),
+            Err(TokenInvalid::Malformed)
+        );
 
         let other_dir = tempfile::tempdir().unwrap();
         let other = KeyRing::open(other_dir.path(), T0).unwrap();
-        let foreign = other.sign("at+jwt", &payload, T0).unwrap();
-        assert!(ring.verify(&foreign, "at+jwt", T0).is_err());
+        let foreign = other.sign("at+jwt", br#"{"sub":"agent"}"#, T0).unwrap();
+        assert_eq!(
+            ring.verify(&foreign, &["at+jwt"], T0),
+            Err(TokenInvalid::UnknownKey)
+        );
+    }
+
+    /// Read-only opening creates nothing.
+    #[test]
+    fn open_existing_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("keys");
+        assert!(KeyRing::open_existing(&missing).is_err());
+        assert!(!missing.exists());
+        fs::create_dir(&missing).unwrap();
+        assert!(KeyRing::open_existing(&missing).is_err());
+        assert_eq!(fs::read_dir(&missing).unwrap().count(), 0);
+        KeyRing::open(&missing, T0).unwrap();
+        assert_eq!(KeyRing::open_existing(&missing).unwrap().list(T0).len(), 1);
     }
 
     /// Instances starting together on an empty directory share one first key.

@@ -9,6 +9,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::error::OAuthError;
 use super::form::{decode, Params};
@@ -16,16 +17,28 @@ use crate::secret;
 use crate::store::clients::{self, Client};
 use crate::store::Db;
 
-/// Credentials as presented, before they are checked.
-#[derive(Debug, PartialEq, Eq)]
+/// The `Authorization` header as received. A header that is not text is
+/// not "no header": it is a failed authentication, so the one-method rule
+/// cannot be dodged with bytes the server would otherwise ignore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthHeader {
+    Absent,
+    Text(String),
+    NotText,
+    Repeated,
+}
+
+/// Credentials as presented, before they are checked. Secrets are
+/// [`SecretString`]: `Debug` never shows them.
+#[derive(Debug)]
 pub enum Presented {
     Basic {
         client_id: String,
-        secret: String,
+        secret: SecretString,
     },
     Post {
         client_id: String,
-        secret: String,
+        secret: SecretString,
     },
     /// `client_id` alone: a public client.
     IdOnly {
@@ -46,10 +59,20 @@ impl Presented {
 }
 
 /// Reads the credentials from the `Authorization` header and the body.
-pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
+pub fn presented(authorization: &AuthHeader, params: &Params) -> Result<Presented, OAuthError> {
     let body_id = params.get("client_id");
     let body_secret = params.get("client_secret");
-    if let Some(header) = authorization {
+    let header = match authorization {
+        AuthHeader::Absent => None,
+        AuthHeader::Text(h) => Some(h.as_str()),
+        AuthHeader::NotText => return Err(bad_client("malformed Authorization header")),
+        AuthHeader::Repeated => {
+            return Err(OAuthError::invalid_request(
+                "send one Authorization header, not several",
+            ))
+        }
+    };
+    if let Some(header) = header {
         let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(bad_client("unsupported Authorization scheme; use Basic"));
@@ -78,12 +101,15 @@ pub fn presented(authorization: Option<&str>, params: &Params) -> Result<Present
                 ));
             }
         }
-        return Ok(Presented::Basic { client_id, secret });
+        return Ok(Presented::Basic {
+            client_id,
+            secret: SecretString::from(secret),
+        });
     }
     Ok(match (body_id, body_secret) {
         (Some(id), Some(s)) => Presented::Post {
             client_id: id.into(),
-            secret: s.into(),
+            secret: SecretString::from(s),
         },
         (Some(id), None) => Presented::IdOnly {
             client_id: id.into(),
@@ -115,13 +141,13 @@ pub async fn authenticate(db: &Db, p: &Presented) -> Result<Client, OAuthError> 
     let (ok, client) = match (p, client) {
         (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(c)) => {
             let ok = match (&c.secret_hash, c.public) {
-                (Some(stored), false) => secret::verify_hash(secret, stored),
+                (Some(stored), false) => secret::verify_hash(secret.expose_secret(), stored),
                 _ => false,
             };
             (ok, Some(c))
         }
         (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, None) => {
-            let _ = secret::verify_hash(secret, "");
+            let _ = secret::verify_hash(secret.expose_secret(), "");
             (false, None)
         }
         (Presented::IdOnly { .. }, Some(c)) => (c.public, Some(c)),
@@ -143,23 +169,27 @@ mod tests {
         format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
     }
 
+    fn header(h: &str) -> AuthHeader {
+        AuthHeader::Text(h.to_string())
+    }
+
     #[test]
     fn reads_basic_and_post() {
         let none = parse(b"", &[]).unwrap();
-        assert_eq!(
-            presented(Some(&basic("a%3Ab", "s%2B")), &none).unwrap(),
-            Presented::Basic {
-                client_id: "a:b".into(),
-                secret: "s+".into()
+        match presented(&header(&basic("a%3Ab", "s%2B")), &none).unwrap() {
+            Presented::Basic { client_id, secret } => {
+                assert_eq!(client_id, "a:b");
+                assert_eq!(secret.expose_secret(), "s+");
             }
-        );
-        let post = parse(b"client_id=a&client_secret=s", &[]).unwrap();
-        assert_eq!(
-            presented(None, &post).unwrap(),
-            Presented::Post {
-                client_id: "a".into(),
-                secret: "s".into()
-            }
+            other => panic!("{other:?}"),
+        }
+        let post = parse(b"client_id=a&client_secret=s3cr3t", &[]).unwrap();
+        let p = presented(&AuthHeader::Absent, &post).unwrap();
+        assert!(matches!(&p, Presented::Post { client_id, secret }
+            if client_id == "a" && secret.expose_secret() == "s3cr3t"));
+        assert!(
+            !format!("{p:?}").contains("s3cr3t"),
+            "a secret in Debug output"
         );
     }
 
@@ -167,26 +197,28 @@ mod tests {
     //  * a Bearer header where Basic is expected
     //  * Basic without a colon
     //  * a secret without a client id
+    //  * a header that is not text, with credentials in the body
+    //  * two Authorization headers
     #[test]
     fn refuses_ambiguous_or_malformed() {
         let post = parse(b"client_id=a&client_secret=s", &[]).unwrap();
+        let code = |h: &AuthHeader, p: &Params| presented(h, p).unwrap_err().code;
         assert_eq!(
-            presented(Some(&basic("a", "s")), &post).unwrap_err().code,
+            code(&header(&basic("a", "s")), &post),
             ErrorCode::InvalidRequest
         );
         let none = parse(b"", &[]).unwrap();
-        assert_eq!(
-            presented(Some("Bearer x"), &none).unwrap_err().code,
-            ErrorCode::InvalidClient
-        );
+        assert_eq!(code(&header("Bearer x"), &none), ErrorCode::InvalidClient);
         let nocolon = format!("Basic {}", STANDARD.encode("abc"));
-        assert_eq!(
-            presented(Some(&nocolon), &none).unwrap_err().code,
-            ErrorCode::InvalidClient
-        );
+        assert_eq!(code(&header(&nocolon), &none), ErrorCode::InvalidClient);
         let secret_only = parse(b"client_secret=s", &[]).unwrap();
         assert_eq!(
-            presented(None, &secret_only).unwrap_err().code,
+            code(&AuthHeader::Absent, &secret_only),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(code(&AuthHeader::NotText, &post), ErrorCode::InvalidClient);
+        assert_eq!(
+            code(&AuthHeader::Repeated, &post),
             ErrorCode::InvalidRequest
         );
     }

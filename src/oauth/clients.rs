@@ -3,8 +3,10 @@
 
 use url::{Host, Url};
 
-use super::grants;
-use crate::config::{Config, CLIENT_TYPES};
+use secrecy::SecretString;
+
+use super::types::{ClientType, GrantType};
+use crate::config::Config;
 use crate::secret;
 use crate::store::clients::{Client, ORIGIN_OPERATOR};
 
@@ -59,56 +61,45 @@ pub fn operator_client(
     config: &Config,
     spec: ClientSpec,
     now: i64,
-) -> Result<(Client, Option<String>), String> {
+) -> Result<(Client, Option<SecretString>), String> {
     if spec.name.trim().is_empty() {
         return Err("--name must not be empty".into());
     }
-    let client_type = spec.client_type.unwrap_or_else(|| "ai-agent".into());
-    if !CLIENT_TYPES.contains(&client_type.as_str()) {
-        return Err(format!(
-            "--client-type `{client_type}` is not one of {}",
-            CLIENT_TYPES.join(", ")
-        ));
-    }
-    let mut grant_types: Vec<String> = Vec::new();
+    let client_type = match spec.client_type.as_deref() {
+        None => ClientType::AiAgent,
+        Some(t) => ClientType::from_wire(t).ok_or_else(|| {
+            format!("--client-type `{t}` is not one of ai-agent, service, web, native")
+        })?,
+    };
+    let mut grant_types: Vec<GrantType> = Vec::new();
     for g in &spec.grants {
-        let Some(urn) = grants::from_cli_name(g) else {
+        let Some(grant) = GrantType::from_cli_name(g) else {
             return Err(format!(
                 "--grant `{g}` is not one of authorization_code, refresh_token, client_credentials, token-exchange, ciba"
             ));
         };
-        if !grant_types.iter().any(|x| x == urn) {
-            grant_types.push(urn.to_string());
+        if !grant_types.contains(&grant) {
+            grant_types.push(grant);
         }
     }
     if grant_types.is_empty() {
         grant_types = if spec.public {
-            vec![
-                grants::AUTHORIZATION_CODE.into(),
-                grants::REFRESH_TOKEN.into(),
-            ]
+            vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
         } else {
-            vec![grants::CLIENT_CREDENTIALS.into()]
+            vec![GrantType::ClientCredentials]
         };
     }
     if spec.public {
-        for g in [
-            grants::CLIENT_CREDENTIALS,
-            grants::TOKEN_EXCHANGE,
-            grants::CIBA,
-        ] {
-            if grant_types.iter().any(|x| x == g) {
-                return Err(format!(
-                    "a public client cannot use `{g}`: it needs client authentication"
-                ));
-            }
+        if let Some(g) = grant_types.iter().find(|g| g.needs_client_authentication()) {
+            return Err(format!(
+                "a public client cannot use `{g}`: it needs client authentication"
+            ));
         }
     }
     for uri in &spec.redirect_uris {
         check_redirect_uri(uri)?;
     }
-    if grant_types.iter().any(|g| g == grants::AUTHORIZATION_CODE) && spec.redirect_uris.is_empty()
-    {
+    if grant_types.contains(&GrantType::AuthorizationCode) && spec.redirect_uris.is_empty() {
         return Err("authorization_code needs at least one --redirect-uri".into());
     }
     for (flag, list) in [
@@ -163,13 +154,15 @@ pub fn operator_client(
         }
         None => format!("mc_{}", &secret::random_token()[..22]),
     };
-    let secret = (!spec.public).then(secret::random_token);
+    let secret = (!spec.public).then(|| SecretString::from(secret::random_token()));
     let client = Client {
         client_id,
         name: spec.name,
         client_type,
         public: spec.public,
-        secret_hash: secret.as_deref().map(secret::hash),
+        secret_hash: secret
+            .as_ref()
+            .map(|s| secret::hash(secrecy::ExposeSecret::expose_secret(s))),
         origin: ORIGIN_OPERATOR.into(),
         grant_types,
         redirect_uris: spec.redirect_uris,
@@ -222,9 +215,11 @@ mod tests {
         };
         let (c, s) = operator_client(&config(), spec, 1).unwrap();
         let s = s.unwrap();
+        assert!(!format!("{s:?}").contains(secrecy::ExposeSecret::expose_secret(&s)));
+        let s = secrecy::ExposeSecret::expose_secret(&s).to_string();
         assert!(s.len() >= 43);
         assert_eq!(c.secret_hash.as_deref(), Some(secret::hash(&s).as_str()));
-        assert_eq!(c.grant_types, vec!["client_credentials"]);
+        assert_eq!(c.grant_types, vec![GrantType::ClientCredentials]);
     }
 
     //  * unknown resource or scope

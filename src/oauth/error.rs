@@ -74,10 +74,13 @@ macro_rules! constructors {
 }
 
 impl OAuthError {
+    /// An error with `description`. Descriptions often quote the caller's
+    /// input; any control character in it is escaped here, once, so it never
+    /// reaches the response, the audit `reason` or a log line raw.
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> OAuthError {
         OAuthError {
             code,
-            description: description.into(),
+            description: crate::text::escape_cow(description.into()),
             status_hint: None,
             cause: None,
         }
@@ -116,18 +119,12 @@ impl OAuthError {
 }
 
 impl From<crate::store::StoreError> for OAuthError {
-    /// A database that cannot be reached is `temporarily_unavailable` (503,
-    /// worth a retry); anything else is `server_error`.
+    /// A database (or audit writer) that cannot be reached is
+    /// `temporarily_unavailable` (503, worth a retry); anything else, a
+    /// permanent failure to write the audit trail included, is `server_error`
+    /// (500). The cause is logged, never sent.
     fn from(e: crate::store::StoreError) -> OAuthError {
-        use crate::store::StoreError;
-        let unreachable = matches!(
-            &e,
-            StoreError::Unavailable(_)
-                | StoreError::Db(
-                    sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-                )
-        );
-        if unreachable {
+        if e.is_unavailable() {
             OAuthError::temporarily_unavailable(
                 "the server is temporarily unable to complete the request",
             )
@@ -135,5 +132,18 @@ impl From<crate::store::StoreError> for OAuthError {
         } else {
             OAuthError::server_error(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Caller input quoted in a description never carries a raw newline.
+    #[test]
+    fn descriptions_escape_control_characters() {
+        let e = OAuthError::invalid_scope(format!("unknown scope `{}`", "a\nforged log line"));
+        assert_eq!(e.description, "unknown scope `a\\u{a}forged log line`");
+        assert!(!e.to_string().contains('\n'));
     }
 }

@@ -2,6 +2,7 @@
 //! authentication, audience and scope decisions, grants and token signing.
 
 pub mod access_token;
+pub mod act;
 pub mod client_auth;
 pub mod clients;
 pub mod error;
@@ -9,3 +10,4 @@ pub mod form;
 pub mod grants;
 pub mod scope;
 pub mod token;
+pub mod types;

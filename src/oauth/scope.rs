@@ -37,6 +37,17 @@ pub fn resolve_audience<'c>(
             ))
         }
     };
+    // URL parsers drop tabs and newlines (WHATWG URL), so `https://api%0A`
+    // could parse as a valid URL: refuse such text before parsing, and never
+    // echo it.
+    if id
+        .chars()
+        .any(|c| c.is_whitespace() || crate::text::is_unsafe(c))
+    {
+        return Err(OAuthError::invalid_target(
+            "`resource` must be an absolute URI without whitespace or control characters",
+        ));
+    }
     // RFC 8707 §2: "MUST be an absolute URI ... MUST NOT include a fragment component."
     match Url::parse(id) {
         Ok(u) if u.fragment().is_none() => {}
@@ -57,6 +68,45 @@ pub fn resolve_audience<'c>(
         )));
     }
     Ok(resource)
+}
+
+/// The `exp` of a new token: `ttl_secs` from `now`, never beyond `ceiling`
+/// (the `exp` of the token it derives from: an exchange never outlives its
+/// subject token, SPEC §3).
+pub fn expiry(now: i64, ttl_secs: u64, ceiling: Option<i64>) -> i64 {
+    let own = now.saturating_add(ttl_secs.min(crate::config::MAX_ACCESS_TOKEN_TTL) as i64);
+    match ceiling {
+        Some(c) => own.min(c),
+        None => own,
+    }
+}
+
+/// Narrows `allowed` by a requested `scope`: every requested scope must be
+/// in `allowed` (`invalid_scope` otherwise, never silently dropped); without
+/// a request the result is `allowed`; an empty result is `invalid_scope`.
+/// Refresh and token exchange narrow this way.
+pub fn narrow(allowed: &[String], requested: Option<&str>) -> Result<Vec<String>, OAuthError> {
+    let result = match requested {
+        None => allowed.to_vec(),
+        Some(r) => {
+            let names = parse_scope(r)?;
+            if let Some(extra) = names.iter().find(|n| !allowed.contains(n)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope `{extra}` is not among the scopes this grant allows"
+                )));
+            }
+            names
+        }
+    };
+    if result.is_empty() {
+        return Err(OAuthError::invalid_scope("no scope remains for this token"));
+    }
+    Ok(result)
+}
+
+/// The scopes both lists hold, in the order of `a`.
+pub fn intersect(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|s| b.contains(s)).cloned().collect()
 }
 
 /// Splits a `scope` parameter (RFC 6749 §3.3) into distinct scope tokens.
@@ -210,6 +260,9 @@ mod tests {
             vec!["api"],
             vec!["https://api.example.com#x"],
             vec!["https://api.example.com", "https://files.example.com"],
+            vec!["https://api.example.com\nevil"],
+            vec!["https://api.example.com\t"],
+            vec![" https://api.example.com"],
         ] {
             assert_eq!(
                 resolve_audience(&c, &req, &one).unwrap_err().code,
@@ -260,6 +313,47 @@ mod tests {
         assert_eq!(
             client_credentials_scopes(&c, aud, Some("invoices:read invoices:read"), &reg).unwrap(),
             v(&["invoices:read"])
+        );
+    }
+}
+
+#[cfg(test)]
+mod decisions {
+    use super::*;
+    use crate::oauth::error::ErrorCode;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    //  * the resource's ttl applies
+    //  * a parent token's exp caps it
+    //  * the 3600 s ceiling holds whatever the ttl says
+    #[test]
+    fn expiry_is_capped() {
+        assert_eq!(expiry(1000, 300, None), 1300);
+        assert_eq!(expiry(1000, 300, Some(1100)), 1100);
+        assert_eq!(expiry(1000, 300, Some(5000)), 1300);
+        assert_eq!(expiry(1000, 99_999, None), 1000 + 3600);
+    }
+
+    //  * widening is refused, not dropped
+    //  * the default is everything allowed
+    //  * nothing left is invalid_scope
+    #[test]
+    fn scopes_only_narrow() {
+        let allowed = v(&["invoices:read", "files:read"]);
+        assert_eq!(narrow(&allowed, None).unwrap(), allowed);
+        assert_eq!(
+            narrow(&allowed, Some("files:read")).unwrap(),
+            v(&["files:read"])
+        );
+        let e = narrow(&allowed, Some("files:read invoices:write")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidScope);
+        assert_eq!(narrow(&[], None).unwrap_err().code, ErrorCode::InvalidScope);
+        assert_eq!(
+            intersect(&allowed, &v(&["files:read", "x"])),
+            v(&["files:read"])
         );
     }
 }

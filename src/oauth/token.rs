@@ -1,21 +1,37 @@
-//! The token endpoint's decision: parse, authenticate the client, run the
-//! grant, sign, and record the decision in the audit trail before answering
-//! (SPEC §2, §3, §8). No HTTP types here; `http::token` adapts.
+//! The token endpoint's decision (SPEC §2, §3, §8): parse the body, build the
+//! audit context as the request is understood, authenticate the client, parse
+//! the grant once into a [`TokenGrant`], run it, sign, and record the decision
+//! in the audit trail before answering. No HTTP types here; `http::token`
+//! adapts.
+//!
+//! A grant returns one [`Issue`] (what the endpoint must do) or a
+//! [`Refusal`]. Either may carry an open transaction: a grant that redeems a
+//! single-use value (a code, a refresh rotation, an approval) does so in it,
+//! and the audit event (with the token record) is appended to that same
+//! transaction, so the redemption and its event commit together or not at
+//! all. Without one, the event goes through the group-commit writer.
 
 use serde::Serialize;
 
 use super::access_token::AccessClaims;
-use super::client_auth;
+use super::client_auth::{self, AuthHeader};
 use super::error::{OAuthError, StatusHint};
 use super::form::{self, Params};
-use super::grants::{self, client_credentials};
-use crate::audit::{AuditEvent, Outcome};
+use super::grants::client_credentials;
+use super::types::{GrantType, TokenType, TokenTypeUri};
+use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::metrics::TokenLabels;
 use crate::state::AppState;
+use crate::store::audit::{self as audit_store, Entry};
 use crate::store::tokens::NewToken;
+use crate::store::{StoreError, Tx};
+use crate::text::escape_unsafe;
 
 /// Largest accepted token request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Longest caller-supplied text copied into an audit field.
+const MAX_AUDIT_TEXT: usize = 256;
 
 /// The request body as read by the HTTP layer.
 pub enum Body {
@@ -24,151 +40,320 @@ pub enum Body {
     Unreadable,
 }
 
+/// A token request as the HTTP layer hands it over.
 pub struct TokenRequest {
-    pub authorization: Option<String>,
+    pub authorization: AuthHeader,
     pub content_type: Option<String>,
     pub body: Body,
+    /// The client address (after `trusted_proxies`), for the audit trail.
     pub ip: Option<String>,
     pub request_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: i64,
-    pub scope: String,
+/// A grant, parsed once from the request's parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenGrant {
+    /// RFC 6749 §4.4.
+    ClientCredentials(ClientCredentialsRequest),
 }
 
-/// What is known about the request so far, for the audit event.
-#[derive(Debug)]
-pub struct Decision {
-    /// Metrics label of the requested grant (`none` until parsed).
-    pub grant_type: &'static str,
-    pub client_id: Option<String>,
-    pub client_type: Option<String>,
-    pub audience: Option<String>,
-    pub scope_requested: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentialsRequest {
+    /// Every `resource` sent (RFC 8707); the grant insists on one audience.
+    pub resource: Vec<String>,
+    pub scope: Option<String>,
+}
+
+impl TokenGrant {
+    /// Reads `grant_type` and that grant's parameters.
+    pub fn parse(params: &Params) -> Result<TokenGrant, OAuthError> {
+        let Some(wire) = params.get("grant_type") else {
+            return Err(OAuthError::invalid_request("missing `grant_type`"));
+        };
+        match GrantType::from_wire(wire) {
+            Some(GrantType::ClientCredentials) => {
+                Ok(TokenGrant::ClientCredentials(ClientCredentialsRequest {
+                    resource: params
+                        .all("resource")
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                    scope: params.get("scope").map(str::to_owned),
+                }))
+            }
+            _ => Err(OAuthError::unsupported_grant_type(
+                "this server does not support that grant_type",
+            )),
+        }
+    }
+
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            TokenGrant::ClientCredentials(_) => GrantType::ClientCredentials,
+        }
+    }
+}
+
+/// What a grant decided to issue, and everything the endpoint must do with it.
+pub struct Issue {
+    pub claims: AccessClaims,
+    /// `token.issued`, `token.exchanged`, `token.refreshed`, …
+    pub event: EventKind,
+    /// The token this one was exchanged from (lineage).
+    pub parent_jti: Option<String>,
+    /// The user's grant this token belongs to (revocation cascades by it).
+    pub grant_id: Option<String>,
+    /// A new refresh token to hand out (its hash is stored by the grant, in `tx`).
+    pub refresh_token: Option<String>,
+    pub token_type: TokenType,
+    /// RFC 8693 §2.2.1: set on token-exchange responses.
+    pub issued_token_type: Option<TokenTypeUri>,
+    /// The transaction of a single-use redemption, committed with the event.
+    pub tx: Option<Tx>,
+}
+
+impl Issue {
+    /// A Bearer access token with no lineage and nothing single-use.
+    pub fn bearer(claims: AccessClaims, event: EventKind) -> Issue {
+        Issue {
+            claims,
+            event,
+            parent_jti: None,
+            grant_id: None,
+            refresh_token: None,
+            token_type: TokenType::Bearer,
+            issued_token_type: None,
+            tx: None,
+        }
+    }
+}
+
+/// A refused request, with the transaction of whatever the refusal itself
+/// must change (e.g. revoking a grant on refresh-token reuse), committed with
+/// the `token.denied` event.
+pub struct Refusal {
+    pub error: OAuthError,
+    pub tx: Option<Tx>,
+}
+
+impl From<OAuthError> for Refusal {
+    fn from(error: OAuthError) -> Refusal {
+        Refusal { error, tx: None }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        OAuthError::from(e).into()
+    }
+}
+
+/// The successful answer (RFC 6749 §5.1). Deliberately not `Debug`: it holds
+/// the raw tokens.
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<TokenTypeUri>,
+    pub token_type: TokenType,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// Handles one token request. The audit event (`token.issued` or
-/// `token.denied`) is durable before this returns; if it cannot be written no
-/// token is issued.
+/// `token.denied`, …) is durable before this returns; if it cannot be
+/// written no token is issued.
 pub async fn token(
     app: &AppState,
     req: TokenRequest,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
-    let mut decision = Decision {
-        grant_type: "none",
-        client_id: None,
-        client_type: None,
-        audience: None,
-        scope_requested: None,
+    let mut audit = AuditEvent::new(EventKind::TokenDenied, Outcome::Failure, now);
+    audit.ip = req.ip.clone();
+    audit.request_id = req.request_id.clone();
+    let mut label = GrantType::label(None);
+    let outcome = match decide(app, &req, &mut audit, &mut label, now).await {
+        Ok(issue) => issue_token(app, audit, issue).await,
+        Err(refusal) => Err(refuse(app, audit, refusal).await),
     };
-    let result = decide(app, &req, &mut decision, now)
-        .await
-        .and_then(|claims| {
-            let signed = claims.sign(&app.keys).map_err(OAuthError::server_error)?;
-            Ok((claims, signed))
-        });
-    let mut event = AuditEvent::new("token.denied", Outcome::Failure, now);
-    event.ip = req.ip;
-    event.request_id = req.request_id;
-    let grant_label = decision.grant_type;
-    event.client_id = decision.client_id;
-    event.client_type = decision.client_type;
-    event.audience = decision.audience;
-    event.scope_requested = decision.scope_requested;
-    match result {
-        Ok((claims, access_token)) => {
-            event.event = "token.issued".into();
-            event.outcome = Outcome::Success;
-            event.scope_granted = Some(claims.scope.clone());
-            event.jti = Some(claims.jti.clone());
-            let record = NewToken {
-                jti: claims.jti.clone(),
-                client_id: claims.client_id.clone(),
-                subject: claims.sub.clone(),
-                audience: claims.aud.clone(),
-                scope: claims.scope.clone(),
-                parent_jti: None,
-                grant_id: None,
-                issued_at: claims.iat,
-                expires_at: claims.exp,
-            };
-            app.audit.record(event, Some(record)).await?;
-            count(app, grant_label, "issued");
-            Ok(TokenResponse {
-                access_token,
-                token_type: "Bearer",
-                expires_in: claims.exp - claims.iat,
-                scope: claims.scope,
-            })
-        }
-        Err(e) => {
-            event.reason = Some(format!("{}: {}", e.code.as_str(), e.description));
-            count(app, grant_label, e.code.as_str());
-            if let Err(store) = app.audit.record(event, None).await {
-                // The request is refused either way; an unrecorded denial is
-                // worth an operator's attention.
-                tracing::error!(error = %store, "could not record token.denied");
-            }
-            Err(e)
-        }
-    }
-}
-
-fn count(app: &AppState, grant_type: &'static str, outcome: &'static str) {
+    let result = match &outcome {
+        Ok(_) => "issued",
+        Err(e) => e.code.as_str(),
+    };
     app.metrics
         .tokens
         .get_or_create(&TokenLabels {
-            grant_type,
-            outcome,
+            grant_type: label,
+            outcome: result,
         })
         .inc();
+    outcome
+}
+
+/// Caller text for an audit field: escaped and bounded.
+fn audit_text(s: &str) -> String {
+    escape_unsafe(s).chars().take(MAX_AUDIT_TEXT).collect()
 }
 
 async fn decide(
     app: &AppState,
     req: &TokenRequest,
-    decision: &mut Decision,
+    audit: &mut AuditEvent,
+    label: &mut &'static str,
     now: i64,
-) -> Result<AccessClaims, OAuthError> {
+) -> Result<Issue, Refusal> {
     let bytes = match &req.body {
         Body::Bytes(b) => b,
         Body::TooLarge => {
             return Err(OAuthError::invalid_request(format!(
                 "the request body is larger than {MAX_BODY_BYTES} bytes"
             ))
-            .with_status(StatusHint::PayloadTooLarge))
+            .with_status(StatusHint::PayloadTooLarge)
+            .into())
         }
         Body::Unreadable => {
-            return Err(OAuthError::invalid_request(
-                "the request body could not be read",
-            ))
+            return Err(OAuthError::invalid_request("the request body could not be read").into())
         }
     };
     form::check_content_type(req.content_type.as_deref())?;
-    let params: Params = form::parse(bytes, &["resource", "audience"])?;
-    decision.grant_type = grants::label(params.get("grant_type"));
-    decision.scope_requested = params.get("scope").map(str::to_owned);
-    let presented = client_auth::presented(req.authorization.as_deref(), &params)?;
-    decision.client_id = presented
-        .client_id()
-        .map(|id| id.chars().take(256).collect());
+    let params = form::parse(bytes, &["resource", "audience"])?;
+    *label = GrantType::label(params.get("grant_type"));
+    audit.scope_requested = params.get("scope").map(audit_text);
+    let presented = client_auth::presented(&req.authorization, &params)?;
+    audit.client_id = presented.client_id().map(audit_text);
     let client = client_auth::authenticate(&app.db, &presented).await?;
-    decision.client_type = Some(client.client_type.clone());
-
-    let Some(grant_type) = params.get("grant_type") else {
-        return Err(OAuthError::invalid_request("missing `grant_type`"));
-    };
-    match grant_type {
-        grants::CLIENT_CREDENTIALS => {
-            client_credentials::issue(app, &client, &params, decision, now)
+    audit.client_type = Some(client.client_type.as_str().into());
+    match TokenGrant::parse(&params)? {
+        TokenGrant::ClientCredentials(r) => {
+            client_credentials::grant(app, &client, r, audit, now).await
         }
-        _ => Err(OAuthError::unsupported_grant_type(
-            "this server does not support that grant_type",
-        )),
+    }
+}
+
+/// Signs, records the issuance (in the grant's transaction or by group
+/// commit) and builds the response. Nothing is returned unless the event and
+/// the token record are durable.
+async fn issue_token(
+    app: &AppState,
+    mut audit: AuditEvent,
+    issue: Issue,
+) -> Result<TokenResponse, OAuthError> {
+    let Issue {
+        claims,
+        event,
+        parent_jti,
+        grant_id,
+        refresh_token,
+        token_type,
+        issued_token_type,
+        tx,
+    } = issue;
+    let access_token = match claims.sign(&app.keys) {
+        Ok(t) => t,
+        // The grant's transaction rolls back: nothing single-use is spent.
+        Err(e) => return Err(refuse(app, audit, OAuthError::server_error(e).into()).await),
+    };
+    audit.event = event;
+    audit.outcome = Outcome::Success;
+    audit.jti = Some(claims.jti.clone());
+    audit.scope_granted = Some(claims.scope.clone());
+    audit.acr = claims.acr.clone();
+    audit.actor_chain = claims.act.as_ref().map(|a| a.subs());
+    audit.parent_jti = parent_jti.clone();
+    let record = NewToken {
+        jti: claims.jti.clone(),
+        client_id: claims.client_id.clone(),
+        subject: claims.sub.clone(),
+        audience: claims.aud.clone(),
+        scope: claims.scope.clone(),
+        parent_jti,
+        grant_id,
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+    };
+    let entry = Entry {
+        event: audit,
+        token: Some(record),
+    };
+    write(app, tx, entry).await?;
+    Ok(TokenResponse {
+        access_token,
+        issued_token_type,
+        token_type,
+        expires_in: claims.exp - claims.iat,
+        scope: claims.scope,
+        refresh_token,
+    })
+}
+
+/// Records a refusal and returns its error. If even the denial cannot be
+/// written the request is refused all the same (and the operator told).
+async fn refuse(app: &AppState, mut audit: AuditEvent, refusal: Refusal) -> OAuthError {
+    let Refusal { error, tx } = refusal;
+    audit.reason = Some(format!("{}: {}", error.code.as_str(), error.description));
+    if let Err(e) = write(app, tx, Entry::event(audit)).await {
+        tracing::error!(error = %e, "could not record token.denied");
+    }
+    error
+}
+
+/// Appends `entry` inside `tx` and commits it, or hands it to the group
+/// writer when there is no transaction.
+async fn write(app: &AppState, tx: Option<Tx>, entry: Entry) -> Result<(), StoreError> {
+    match tx {
+        Some(mut tx) => {
+            audit_store::append(&mut tx, &mut [entry]).await?;
+            tx.commit().await
+        }
+        None => app.audit.record(entry).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::error::ErrorCode;
+
+    fn grant(body: &str) -> Result<TokenGrant, OAuthError> {
+        TokenGrant::parse(&form::parse(body.as_bytes(), &["resource", "audience"]).unwrap())
+    }
+
+    #[test]
+    fn grants_parse_once_into_their_type() {
+        assert_eq!(
+            grant("grant_type=client_credentials&resource=https%3A%2F%2Fa&scope=x").unwrap(),
+            TokenGrant::ClientCredentials(ClientCredentialsRequest {
+                resource: vec!["https://a".into()],
+                scope: Some("x".into()),
+            })
+        );
+        assert_eq!(
+            grant("grant_type=client_credentials").unwrap().grant_type(),
+            GrantType::ClientCredentials
+        );
+    }
+
+    //  * no grant_type
+    //  * an unknown grant type
+    //  * a known grant this build does not implement yet
+    #[test]
+    fn unknown_or_missing_grants_are_refused() {
+        assert_eq!(
+            grant("scope=x").unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        for g in [
+            "password",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "authorization_code",
+        ] {
+            assert_eq!(
+                grant(&format!("grant_type={g}")).unwrap_err().code,
+                ErrorCode::UnsupportedGrantType,
+                "{g}"
+            );
+        }
     }
 }

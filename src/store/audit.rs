@@ -1,32 +1,218 @@
-//! The audit writer: durable, hash-chained, group-committed.
+//! The audit trail in the database: appending to the hash chain, and the
+//! group-commit writer.
 //!
-//! Requests hand an event (and, for issuance, the token record) to one writer
-//! task per process and wait for its commit. The task drains whatever is queued
-//! into one transaction, so concurrent requests share one fsync (group commit)
-//! and the response is sent only after its event is durable (SPEC §8).
+//! [`append`] adds events (and the token records they describe) to the chain
+//! inside a caller's transaction, so a decision and its event commit together
+//! or not at all: redeeming a single-use value (a code, a refresh rotation, an
+//! approval) calls it in the transaction of the redemption. The transaction
+//! first bumps the single `audit_head` row; that row lock (a write lock on
+//! SQLite) serialises writers of every instance sharing the database, so the
+//! chain stays linear across a scaled-out deployment.
 //!
-//! The transaction first bumps the single `audit_head` row. That row lock (a
-//! write lock on SQLite) serialises writers of every instance sharing the
-//! database, so the chain stays linear across a scaled-out deployment.
+//! [`AuditWriter`] is one caller of [`append`]: requests whose decision needs
+//! no single-use fact (client credentials, refusals) hand it their event and
+//! wait; it drains whatever is queued into one transaction, so concurrent
+//! requests share one fsync (group commit) and each response is sent only
+//! after its event is durable (SPEC §8). A batch that fails for a reason other
+//! than an unreachable database is retried one event at a time, so one bad
+//! entry never fails the requests that shared its batch.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::FromRow;
 use tokio::sync::{mpsc, oneshot};
 
 use super::tokens::{self, NewToken};
-use super::{Db, StoreError};
-use crate::audit::{AuditEvent, Outcome};
+use super::{Db, StoreError, Tx};
+use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::metrics::Metrics;
 use crate::{on_db, on_tx};
 
-/// Most events committed in one transaction.
-const MAX_BATCH: usize = 512;
+/// Most events committed in one group commit, and most rows in one INSERT.
+pub const MAX_BATCH: usize = 512;
+
+/// The most bind parameters one statement may carry: SQLite's default
+/// `SQLITE_MAX_VARIABLE_NUMBER` (32766 since 3.32; PostgreSQL allows 65535).
+pub const MAX_BIND_PARAMS: usize = 32_766;
+
+/// The columns of `audit_events`, in insert order; the INSERT is built from
+/// this list and binds one value per column.
+const EVENT_COLUMNS: [&str; 21] = [
+    "seq",
+    "id",
+    "time",
+    "at",
+    "event",
+    "outcome",
+    "reason",
+    "user_name",
+    "client_id",
+    "client_type",
+    "actor_chain",
+    "audience",
+    "scope_requested",
+    "scope_granted",
+    "jti",
+    "parent_jti",
+    "acr",
+    "ip",
+    "request_id",
+    "prev_hash",
+    "hash",
+];
+
+// A multi-row INSERT can never exceed the bind-parameter limit: checked when
+// the crate compiles, for both tables a batch writes.
+const _: () = assert!(MAX_BATCH * EVENT_COLUMNS.len() <= MAX_BIND_PARAMS);
+const _: () = assert!(MAX_BATCH * tokens::COLUMNS.len() <= MAX_BIND_PARAMS);
+
+/// One audit event and, for an issuance, the token record it describes.
+#[derive(Debug)]
+pub struct Entry {
+    pub event: AuditEvent,
+    pub token: Option<NewToken>,
+}
+
+impl Entry {
+    pub fn event(event: AuditEvent) -> Entry {
+        Entry { event, token: None }
+    }
+}
+
+/// Appends `entries` to the chain inside `tx`, with their token records. The
+/// caller commits; until then nothing is visible and a rollback leaves the
+/// chain as it was.
+pub async fn append(tx: &mut Tx, entries: &mut [Entry]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len() as i64;
+    let (last_seq, mut prev): (i64, String) = on_tx!(&mut *tx, |c| sqlx::query_as(
+        "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash"
+    )
+    .bind(n)
+    .fetch_one(c)
+    .await)?;
+    let first_seq = last_seq - n + 1;
+    for entry in entries.iter_mut() {
+        entry.event.seal(&prev);
+        prev = entry.event.hash.clone();
+    }
+    // Multi-row INSERTs: a batch costs a handful of statements, not two per request.
+    for (i, chunk) in entries.chunks(MAX_BATCH).enumerate() {
+        insert_events(tx, first_seq + (i * MAX_BATCH) as i64, chunk).await?;
+        let records: Vec<&NewToken> = chunk.iter().filter_map(|e| e.token.as_ref()).collect();
+        tokens::insert_many(tx, &records).await?;
+    }
+    on_tx!(&mut *tx, |c| sqlx::query(
+        "UPDATE audit_head SET hash = $1 WHERE id = 1"
+    )
+    .bind(&prev)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Appends `entries` in a transaction of their own and commits.
+pub async fn commit(db: &Db, entries: &mut [Entry]) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    append(&mut tx, entries).await?;
+    tx.commit().await
+}
+
+fn insert_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| format!("INSERT INTO audit_events ({}) ", EVENT_COLUMNS.join(", ")))
+}
+
+/// Builds the multi-row INSERT for `rows` (at most [`MAX_BATCH`]).
+fn build_insert<'a, DB: sqlx::Database>(
+    first_seq: i64,
+    rows: &'a [Entry],
+    chains: &'a [Option<String>],
+) -> sqlx::QueryBuilder<'a, DB>
+where
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    <DB as sqlx::Database>::Arguments<'a>: Default,
+{
+    let mut q = sqlx::QueryBuilder::new(insert_sql());
+    q.push_values(
+        rows.iter().zip(chains).enumerate(),
+        |mut b, (i, (entry, chain))| {
+            let e = &entry.event;
+            b.push_bind(first_seq + i as i64)
+                .push_bind(&e.id)
+                .push_bind(&e.time)
+                .push_bind(e.at)
+                .push_bind(e.event.as_str())
+                .push_bind(e.outcome.as_str())
+                .push_bind(&e.reason)
+                .push_bind(&e.user)
+                .push_bind(&e.client_id)
+                .push_bind(&e.client_type)
+                .push_bind(chain)
+                .push_bind(&e.audience)
+                .push_bind(&e.scope_requested)
+                .push_bind(&e.scope_granted)
+                .push_bind(&e.jti)
+                .push_bind(&e.parent_jti)
+                .push_bind(&e.acr)
+                .push_bind(&e.ip)
+                .push_bind(&e.request_id)
+                .push_bind(&e.prev_hash)
+                .push_bind(&e.hash);
+        },
+    );
+    q
+}
+
+async fn insert_events(tx: &mut Tx, first_seq: i64, rows: &[Entry]) -> Result<(), StoreError> {
+    let chains: Vec<Option<String>> = rows
+        .iter()
+        .map(|e| e.event.actor_chain.as_ref().map(|c| super::to_json_list(c)))
+        .collect();
+    on_tx!(tx, |c| build_insert(first_seq, rows, &chains)
+        .build()
+        .persistent(false)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Why a queued event was not committed, as the writer relays it.
+#[derive(Clone, Debug)]
+struct Failure {
+    unavailable: bool,
+    message: String,
+}
+
+impl From<Failure> for StoreError {
+    fn from(f: Failure) -> StoreError {
+        if f.unavailable {
+            StoreError::Unavailable(f.message)
+        } else {
+            StoreError::Failed(f.message)
+        }
+    }
+}
+
+impl From<&StoreError> for Failure {
+    fn from(e: &StoreError) -> Failure {
+        Failure {
+            unavailable: e.is_unavailable(),
+            message: e.to_string(),
+        }
+    }
+}
 
 struct Job {
-    event: AuditEvent,
-    token: Option<NewToken>,
-    done: oneshot::Sender<Result<(), String>>,
+    entry: Entry,
+    done: oneshot::Sender<Result<(), Failure>>,
 }
 
 /// Handle to the writer task; cheap to clone.
@@ -45,23 +231,25 @@ impl AuditWriter {
         (AuditWriter { tx }, AuditTask { stop, handle })
     }
 
-    /// Records `event` durably (and `token`, in the same transaction).
-    /// Returns once committed.
-    pub async fn record(
-        &self,
-        event: AuditEvent,
-        token: Option<NewToken>,
-    ) -> Result<(), StoreError> {
+    /// Records `entry` durably (event and token record in one transaction,
+    /// shared with whatever else is queued). Returns once committed.
+    pub async fn record(&self, entry: Entry) -> Result<(), StoreError> {
+        let stopped = || StoreError::Unavailable("audit writer stopped".into());
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { event, token, done })
+            .send(Job { entry, done })
             .await
-            .map_err(|_| StoreError::Unavailable("audit writer stopped".into()))?;
+            .map_err(|_| stopped())?;
         match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e)),
-            Err(_) => Err(StoreError::Unavailable("audit writer stopped".into())),
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(stopped()),
         }
+    }
+
+    /// Whether the writer task still runs (readiness: an instance whose
+    /// writer has stopped can issue nothing).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 }
 
@@ -76,6 +264,12 @@ impl AuditTask {
     pub async fn finish(self) {
         let _ = self.stop.send(());
         let _ = self.handle.await;
+    }
+
+    /// Aborts the task without committing (what a crash of the writer looks
+    /// like to requests; tests use it to prove readiness and fail-closed).
+    pub fn abort_handle(&self) -> tokio::task::AbortHandle {
+        self.handle.abort_handle()
     }
 }
 
@@ -96,8 +290,7 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<Job>, mut stopped: oneshot::Recei
                 // Refuse new work, then commit what is already queued.
                 rx.close();
                 while let Some(job) = rx.recv().await {
-                    let mut batch = vec![job];
-                    write_and_answer(&w, &mut batch).await;
+                    write_and_answer(&w, vec![job]).await;
                 }
                 return;
             }
@@ -109,106 +302,48 @@ async fn run(w: Writer, mut rx: mpsc::Receiver<Job>, mut stopped: oneshot::Recei
                 Err(_) => break,
             }
         }
-        write_and_answer(&w, &mut batch).await;
+        write_and_answer(&w, batch).await;
     }
 }
 
-async fn write_and_answer(w: &Writer, batch: &mut Vec<Job>) {
+async fn write_and_answer(w: &Writer, batch: Vec<Job>) {
+    let (mut entries, waiters): (Vec<Entry>, Vec<_>) =
+        batch.into_iter().map(|j| (j.entry, j.done)).unzip();
+    match timed_commit(w, &mut entries).await {
+        Ok(()) => waiters.into_iter().for_each(|d| {
+            let _ = d.send(Ok(()));
+        }),
+        Err(e) if entries.len() > 1 && !e.is_unavailable() => {
+            // Something in the batch was refused: commit each event alone so
+            // only the entry at fault fails.
+            tracing::warn!(error = %e, events = entries.len(), "audit batch refused; retrying one by one");
+            for (entry, done) in entries.into_iter().zip(waiters) {
+                let mut one = [entry];
+                let result = timed_commit(w, &mut one).await.map_err(|e| {
+                    tracing::error!(error = %e, "audit event not written; its request fails closed");
+                    Failure::from(&e)
+                });
+                let _ = done.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, events = entries.len(), "audit batch failed; requests fail closed");
+            let failure = Failure::from(&e);
+            for done in waiters {
+                let _ = done.send(Err(failure.clone()));
+            }
+        }
+    }
+}
+
+async fn timed_commit(w: &Writer, entries: &mut [Entry]) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
-    let result = write_batch(&w.db, batch).await;
-    if result.is_ok() {
-        w.metrics.audit_events.inc_by(batch.len() as u64);
-        w.metrics.audit_batch_size.observe(batch.len() as f64);
-        w.metrics
-            .audit_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-    }
-    let result = result.map_err(|e| {
-        tracing::error!(error = %e, events = batch.len(), "audit batch failed; requests fail closed");
-        e.to_string()
-    });
-    for job in batch.drain(..) {
-        let _ = job.done.send(result.clone());
-    }
-}
-
-async fn write_batch(db: &Db, batch: &mut [Job]) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    let n = batch.len() as i64;
-    let (last_seq, mut prev): (i64, String) = on_tx!(&mut tx, |c| sqlx::query_as(
-        "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash"
-    )
-    .bind(n)
-    .fetch_one(c)
-    .await)?;
-    let first_seq = last_seq - n + 1;
-    for job in batch.iter_mut() {
-        job.event.seal(&prev);
-        prev = job.event.hash.clone();
-    }
-    // One multi-row INSERT per table: a batch costs a handful of statements,
-    // not two per request.
-    insert_events(&mut tx, first_seq, batch).await?;
-    let records: Vec<&NewToken> = batch.iter().filter_map(|j| j.token.as_ref()).collect();
-    tokens::insert_many(&mut tx, &records).await?;
-    on_tx!(&mut tx, |c| sqlx::query(
-        "UPDATE audit_head SET hash = $1 WHERE id = 1"
-    )
-    .bind(&prev)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))?;
-    tx.commit().await
-}
-
-const INSERT: &str = "INSERT INTO audit_events (seq, id, time, at, event, outcome, reason, \
-    user_name, client_id, client_type, actor_chain, audience, scope_requested, scope_granted, \
-    jti, parent_jti, acr, ip, request_id, prev_hash, hash) ";
-
-async fn insert_events(
-    tx: &mut super::Tx,
-    first_seq: i64,
-    batch: &[Job],
-) -> Result<(), StoreError> {
-    let rows: Vec<(i64, &AuditEvent, Option<String>)> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, j)| {
-            let chain = j.event.actor_chain.as_ref().map(|c| super::to_json_list(c));
-            (first_seq + i as i64, &j.event, chain)
-        })
-        .collect();
-    on_tx!(tx, |c| {
-        let mut q = sqlx::QueryBuilder::new(INSERT);
-        q.push_values(&rows, |mut b, (seq, e, chain)| {
-            b.push_bind(*seq)
-                .push_bind(&e.id)
-                .push_bind(&e.time)
-                .push_bind(e.at)
-                .push_bind(&e.event)
-                .push_bind(e.outcome.as_str())
-                .push_bind(&e.reason)
-                .push_bind(&e.user)
-                .push_bind(&e.client_id)
-                .push_bind(&e.client_type)
-                .push_bind(chain)
-                .push_bind(&e.audience)
-                .push_bind(&e.scope_requested)
-                .push_bind(&e.scope_granted)
-                .push_bind(&e.jti)
-                .push_bind(&e.parent_jti)
-                .push_bind(&e.acr)
-                .push_bind(&e.ip)
-                .push_bind(&e.request_id)
-                .push_bind(&e.prev_hash)
-                .push_bind(&e.hash);
-        });
-        q.build()
-            .persistent(false)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-    })?;
+    commit(&w.db, entries).await?;
+    w.metrics.audit_events.inc_by(entries.len() as u64);
+    w.metrics.audit_batch_size.observe(entries.len() as f64);
+    w.metrics
+        .audit_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -250,10 +385,11 @@ impl TryFrom<EventRow> for AuditEvent {
                 .as_deref()
                 .map(|t| super::from_json_list("audit_events.actor_chain", t))
                 .transpose()?,
+            event: EventKind::parse(&r.event)
+                .ok_or_else(|| StoreError::Corrupt(format!("audit_events.event: {}", r.event)))?,
             id: r.id,
             time: r.time,
             at: r.at,
-            event: r.event,
             reason: r.reason,
             user: r.user_name,
             client_id: r.client_id,
@@ -314,4 +450,22 @@ pub async fn chain(db: &Db) -> Result<(Vec<AuditEvent>, String), StoreError> {
         .map(AuditEvent::try_from)
         .collect::<Result<_, _>>()?;
     Ok((events, head.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The INSERT binds exactly one parameter per listed column and row.
+    #[test]
+    fn insert_binds_one_parameter_per_column() {
+        let rows: Vec<Entry> = (0..3)
+            .map(|i| Entry::event(AuditEvent::new(EventKind::TokenIssued, Outcome::Success, i)))
+            .collect();
+        let chains = vec![None; rows.len()];
+        let q = build_insert::<sqlx::Sqlite>(1, &rows, &chains);
+        // sqlx writes `?` placeholders for SQLite (`$n` for PostgreSQL).
+        let placeholders = q.sql().matches(['?', '$']).count();
+        assert_eq!(placeholders, rows.len() * EVENT_COLUMNS.len());
+    }
 }

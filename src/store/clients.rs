@@ -3,8 +3,9 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{from_json_list, to_json_list, Db, StoreError};
-use crate::on_db;
+use super::{from_json_list, to_json_list, Conn, StoreError};
+use crate::oauth::types::{ClientType, GrantType};
+use crate::on_conn;
 
 /// How a client came to exist; decides which grants it may ever use (SPEC §3).
 pub const ORIGIN_OPERATOR: &str = "operator";
@@ -13,12 +14,12 @@ pub const ORIGIN_OPERATOR: &str = "operator";
 pub struct Client {
     pub client_id: String,
     pub name: String,
-    pub client_type: String,
+    pub client_type: ClientType,
     pub public: bool,
     #[serde(skip)]
     pub secret_hash: Option<String>,
     pub origin: String,
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     pub redirect_uris: Vec<String>,
     pub resources: Vec<String>,
     pub scopes: Vec<String>,
@@ -33,8 +34,8 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn allows_grant(&self, grant: &str) -> bool {
-        self.grant_types.iter().any(|g| g == grant)
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
     }
 }
 
@@ -62,8 +63,15 @@ struct ClientRow {
 impl TryFrom<ClientRow> for Client {
     type Error = StoreError;
     fn try_from(r: ClientRow) -> Result<Client, StoreError> {
+        let corrupt = |column: &str, value: &str| StoreError::Corrupt(format!("{column}: {value}"));
+        let grant_types = from_json_list("clients.grant_types", &r.grant_types)?
+            .iter()
+            .map(|g| GrantType::from_wire(g).ok_or_else(|| corrupt("clients.grant_types", g)))
+            .collect::<Result<_, _>>()?;
         Ok(Client {
-            grant_types: from_json_list("clients.grant_types", &r.grant_types)?,
+            client_type: ClientType::from_wire(&r.client_type)
+                .ok_or_else(|| corrupt("clients.client_type", &r.client_type))?,
+            grant_types,
             redirect_uris: from_json_list("clients.redirect_uris", &r.redirect_uris)?,
             resources: from_json_list("clients.resources", &r.resources)?,
             scopes: from_json_list("clients.scopes", &r.scopes)?,
@@ -78,7 +86,6 @@ impl TryFrom<ClientRow> for Client {
             },
             client_id: r.client_id,
             name: r.name,
-            client_type: r.client_type,
             public: r.public != 0,
             secret_hash: r.secret_hash,
             origin: r.origin,
@@ -107,16 +114,17 @@ const INSERT: &str = "INSERT INTO clients (client_id, name, client_type, public,
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)";
 
 /// Inserts `c`; an existing `client_id` is [`StoreError::Conflict`].
-pub async fn insert(db: &Db, c: &Client) -> Result<(), StoreError> {
+pub async fn insert(conn: impl Into<Conn<'_>>, c: &Client) -> Result<(), StoreError> {
     let jwks = c.jwks.as_ref().map(|j| j.to_string());
-    on_db!(db, |p| sqlx::query(INSERT)
+    let grant_types: Vec<String> = c.grant_types.iter().map(|g| g.as_str().into()).collect();
+    on_conn!(conn, |p| sqlx::query(INSERT)
         .bind(&c.client_id)
         .bind(&c.name)
-        .bind(&c.client_type)
+        .bind(c.client_type.as_str())
         .bind(c.public as i64)
         .bind(&c.secret_hash)
         .bind(&c.origin)
-        .bind(to_json_list(&c.grant_types))
+        .bind(to_json_list(&grant_types))
         .bind(to_json_list(&c.redirect_uris))
         .bind(to_json_list(&c.resources))
         .bind(to_json_list(&c.scopes))
@@ -133,24 +141,24 @@ pub async fn insert(db: &Db, c: &Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn get(db: &Db, client_id: &str) -> Result<Option<Client>, StoreError> {
+pub async fn get(conn: impl Into<Conn<'_>>, client_id: &str) -> Result<Option<Client>, StoreError> {
     let sql = select!("WHERE client_id = $1");
-    let row: Option<ClientRow> = on_db!(db, |p| sqlx::query_as(sql)
+    let row: Option<ClientRow> = on_conn!(conn, |p| sqlx::query_as(sql)
         .bind(client_id)
         .fetch_optional(p)
         .await)?;
     row.map(Client::try_from).transpose()
 }
 
-pub async fn list(db: &Db) -> Result<Vec<Client>, StoreError> {
+pub async fn list(conn: impl Into<Conn<'_>>) -> Result<Vec<Client>, StoreError> {
     let sql = select!("ORDER BY created_at, client_id");
-    let rows: Vec<ClientRow> = on_db!(db, |p| sqlx::query_as(sql).fetch_all(p).await)?;
+    let rows: Vec<ClientRow> = on_conn!(conn, |p| sqlx::query_as(sql).fetch_all(p).await)?;
     rows.into_iter().map(Client::try_from).collect()
 }
 
 /// Deletes a client; tokens already issued stay valid until they expire.
-pub async fn delete(db: &Db, client_id: &str) -> Result<(), StoreError> {
-    let r = on_db!(db, |p| sqlx::query(
+pub async fn delete(conn: impl Into<Conn<'_>>, client_id: &str) -> Result<(), StoreError> {
+    let r = on_conn!(conn, |p| sqlx::query(
         "DELETE FROM clients WHERE client_id = $1"
     )
     .bind(client_id)
@@ -165,12 +173,12 @@ pub async fn delete(db: &Db, client_id: &str) -> Result<(), StoreError> {
 
 /// Replaces the secret hash of a confidential client.
 pub async fn set_secret_hash(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     client_id: &str,
     secret_hash: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let r = on_db!(db, |p| {
+    let r = on_conn!(conn, |p| {
         sqlx::query(
         "UPDATE clients SET secret_hash = $1, updated_at = $2 WHERE client_id = $3 AND public = 0"
     )

@@ -35,8 +35,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Config(String),
+    /// The database (or the audit writer) cannot be reached now; worth a retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A write failed for a reason a retry will not fix (relayed by the audit writer).
+    #[error("write failed: {0}")]
+    Failed(String),
 }
 
 impl StoreError {
@@ -46,6 +50,22 @@ impl StoreError {
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
             _ => StoreError::Db(e),
         }
+    }
+
+    /// Whether the database could not be reached (a retry may succeed), as
+    /// opposed to a statement it refused.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::Db(
+                    sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::WorkerCrashed
+                )
+        )
     }
 }
 
@@ -64,6 +84,53 @@ pub enum Tx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     #[cfg(feature = "postgres")]
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Where a store function runs: on the pool (one statement, its own implicit
+/// transaction) or inside a caller's open transaction. Store functions take
+/// `impl Into<Conn>` so each operation is written once for both (callers pass
+/// `&db` or `&mut tx`).
+pub enum Conn<'a> {
+    Db(&'a Db),
+    Tx(&'a mut Tx),
+}
+
+impl<'a> From<&'a Db> for Conn<'a> {
+    fn from(db: &'a Db) -> Conn<'a> {
+        Conn::Db(db)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for Conn<'a> {
+    fn from(tx: &'a mut Tx) -> Conn<'a> {
+        Conn::Tx(tx)
+    }
+}
+
+/// Runs `$body` with `$c` bound to a sqlx executor for `$conn` (anything
+/// `Into<Conn>`): the pool, or the connection of an open transaction. The
+/// body is written once and compiled once per driver and per kind; it may use
+/// `$c` for one statement (multi-statement operations take `&mut Tx`).
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match ::core::convert::Into::<$crate::store::Conn<'_>>::into($conn) {
+            #[cfg(feature = "sqlite")]
+            $crate::store::Conn::Db($crate::store::Db::Sqlite($c)) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::store::Conn::Db($crate::store::Db::Postgres($c)) => $body,
+            #[cfg(feature = "sqlite")]
+            $crate::store::Conn::Tx($crate::store::Tx::Sqlite(t)) => {
+                let $c = &mut **t;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            $crate::store::Conn::Tx($crate::store::Tx::Postgres(t)) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
 }
 
 /// Runs `$body` with `$p` bound to the concrete pool of `$db`.
@@ -98,29 +165,47 @@ macro_rules! on_tx {
     };
 }
 
+/// How [`Db::open`] treats a database that is not there yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// `serve`, `migrate` and writing commands: create a missing SQLite file
+    /// (mode 0600, its directory 0700); the caller migrates.
+    Create,
+    /// Read-only commands: the database must exist and be fully migrated;
+    /// nothing is created and nothing migrated.
+    Existing,
+}
+
 impl Db {
-    /// Opens the pool for `url`. SQLite files (and their directory) are created
-    /// on first start, in WAL mode with full fsync: an acknowledged write survives
-    /// a crash or power loss.
+    /// Opens the pool for `url`, creating a missing SQLite database.
     pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        Db::open(url, Open::Create).await
+    }
+
+    /// Opens the pool for `url`. SQLite runs in WAL mode with full fsync: an
+    /// acknowledged write survives a crash or power loss.
+    pub async fn open(url: &str, mode: Open) -> Result<Db, StoreError> {
         if url.starts_with("sqlite:") {
             #[cfg(feature = "sqlite")]
             {
                 let opts = SqliteConnectOptions::from_str(url)?
-                    .create_if_missing(true)
+                    .create_if_missing(false)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                let path = opts.get_filename();
-                if let Some(dir) = path.parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            StoreError::Config(format!(
-                                "database_url: cannot create {}: {e}",
-                                dir.display()
-                            ))
-                        })?;
+                let path = opts.get_filename().to_path_buf();
+                let in_memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+                if !in_memory {
+                    match mode {
+                        Open::Create => create_sqlite_file(&path)?,
+                        Open::Existing if !path.exists() => {
+                            return Err(StoreError::Config(format!(
+                                "database {} does not exist (`mandate migrate` or `mandate serve` creates it)",
+                                path.display()
+                            )))
+                        }
+                        Open::Existing => {}
                     }
                 }
                 // No ping before each acquire: a file database does not drop
@@ -131,7 +216,11 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await?;
-                return Ok(Db::Sqlite(pool));
+                let db = Db::Sqlite(pool);
+                if mode == Open::Existing {
+                    db.check_migrated().await?;
+                }
+                return Ok(db);
             }
             #[cfg(not(feature = "sqlite"))]
             return Err(StoreError::Config(
@@ -146,7 +235,11 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Postgres(pool))
+            let db = Db::Postgres(pool);
+            if mode == Open::Existing {
+                db.check_migrated().await?;
+            }
+            Ok(db)
         }
         #[cfg(not(feature = "postgres"))]
         Err(StoreError::Config(
@@ -154,15 +247,43 @@ impl Db {
         ))
     }
 
+    /// The embedded migrations of this driver.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => sqlx::migrate!("migrations/postgres"),
+        }
+    }
+
+    /// Fails unless every embedded migration has been applied (read-only
+    /// commands never migrate; they refuse a database that is not ready).
+    async fn check_migrated(&self) -> Result<(), StoreError> {
+        let not_ready = || {
+            StoreError::Config(
+                "the database is not initialised at this version; run `mandate migrate` first"
+                    .into(),
+            )
+        };
+        let applied: Vec<i64> = on_db!(self, |p| sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success"
+        )
+        .fetch_all(p)
+        .await)
+        .map_err(|_| not_ready())?;
+        if self.migrator().iter().all(|m| applied.contains(&m.version)) {
+            Ok(())
+        } else {
+            Err(not_ready())
+        }
+    }
+
     /// Applies the embedded migrations for this driver. Safe to run from
     /// several instances at once (sqlx takes a lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
-            #[cfg(feature = "postgres")]
-            Db::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
-        }
+        let migrator = self.migrator();
+        on_db!(self, |p| migrator.run(p).await)?;
         Ok(())
     }
 
@@ -198,6 +319,53 @@ impl Tx {
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
+    }
+}
+
+/// Creates a missing SQLite database file with mode 0600 (and its missing
+/// directories with 0700) before SQLite opens it: the file holds secret
+/// hashes and the audit trail. SQLite gives its `-wal` and `-shm` files the
+/// database file's mode. An existing file keeps its mode; a group- or
+/// world-readable one is reported.
+#[cfg(feature = "sqlite")]
+fn create_sqlite_file(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let fail = |what: &std::path::Path, e: std::io::Error| {
+        StoreError::Config(format!(
+            "database_url: cannot create {}: {e}",
+            what.display()
+        ))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| fail(dir, e))?;
+        }
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{mode:o}"),
+                        "the database file is readable by other users; run chmod 600"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(fail(path, e)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Issued access tokens: the record behind introspection, revocation and
-//! lineage (`parent_jti`). Written in the same transaction as the audit event
-//! that describes the issuance.
+//! lineage (`parent_jti`, `grant_id`). Written by [`super::audit::append`] in
+//! the same transaction as the audit event that describes the issuance.
 
 use super::{StoreError, Tx};
 use crate::on_tx;
@@ -18,16 +18,32 @@ pub struct NewToken {
     pub expires_at: i64,
 }
 
-const INSERT: &str = "INSERT INTO tokens (jti, client_id, subject, audience, scope, parent_jti, \
-    grant_id, issued_at, expires_at) ";
+/// The columns of `tokens` an insert writes, in order (one bind each).
+pub const COLUMNS: [&str; 9] = [
+    "jti",
+    "client_id",
+    "subject",
+    "audience",
+    "scope",
+    "parent_jti",
+    "grant_id",
+    "issued_at",
+    "expires_at",
+];
 
-/// Inserts `tokens` in one statement (nothing when empty).
+fn insert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| format!("INSERT INTO tokens ({}) ", COLUMNS.join(", ")))
+}
+
+/// Inserts `tokens` in one statement (nothing when empty). The caller keeps
+/// `tokens.len()` within [`super::audit::MAX_BATCH`].
 pub async fn insert_many(tx: &mut Tx, tokens: &[&NewToken]) -> Result<(), StoreError> {
     if tokens.is_empty() {
         return Ok(());
     }
     on_tx!(tx, |c| {
-        let mut q = sqlx::QueryBuilder::new(INSERT);
+        let mut q = sqlx::QueryBuilder::new(insert_sql());
         q.push_values(tokens, |mut b, t| {
             b.push_bind(&t.jti)
                 .push_bind(&t.client_id)

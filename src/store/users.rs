@@ -3,8 +3,8 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Db, StoreError};
-use crate::on_db;
+use super::{Conn, StoreError};
+use crate::on_conn;
 
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct User {
@@ -20,8 +20,8 @@ pub struct User {
 const COLUMNS: &str = "id, username, email, password_hash, disabled_at, created_at";
 
 /// Inserts `u`; a taken username is [`StoreError::Conflict`].
-pub async fn insert(db: &Db, u: &User) -> Result<(), StoreError> {
-    on_db!(db, |p| sqlx::query(
+pub async fn insert(conn: impl Into<Conn<'_>>, u: &User) -> Result<(), StoreError> {
+    on_conn!(conn, |p| sqlx::query(
         "INSERT INTO users (id, username, email, password_hash, disabled_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)"
     )
@@ -38,22 +38,29 @@ pub async fn insert(db: &Db, u: &User) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>, StoreError> {
+pub async fn by_username(
+    conn: impl Into<Conn<'_>>,
+    username: &str,
+) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE username = $1");
-    Ok(on_db!(db, |p| sqlx::query_as(&sql)
+    Ok(on_conn!(conn, |p| sqlx::query_as(&sql)
         .bind(username)
         .fetch_optional(p)
         .await)?)
 }
 
-pub async fn list(db: &Db) -> Result<Vec<User>, StoreError> {
+pub async fn list(conn: impl Into<Conn<'_>>) -> Result<Vec<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY created_at, username");
-    Ok(on_db!(db, |p| sqlx::query_as(&sql).fetch_all(p).await)?)
+    Ok(on_conn!(conn, |p| sqlx::query_as(&sql).fetch_all(p).await)?)
 }
 
 /// Disables a user (idempotent: the first disable time is kept).
-pub async fn disable(db: &Db, username: &str, now: i64) -> Result<(), StoreError> {
-    let r = on_db!(db, |p| sqlx::query(
+pub async fn disable(
+    conn: impl Into<Conn<'_>>,
+    username: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let r = on_conn!(conn, |p| sqlx::query(
         "UPDATE users SET disabled_at = COALESCE(disabled_at, $1) WHERE username = $2"
     )
     .bind(now)
@@ -68,8 +75,12 @@ pub async fn disable(db: &Db, username: &str, now: i64) -> Result<(), StoreError
 }
 
 /// Sets a new password hash (used by the demo seeding).
-pub async fn set_password_hash(db: &Db, username: &str, phc: &str) -> Result<(), StoreError> {
-    let r = on_db!(db, |p| sqlx::query(
+pub async fn set_password_hash(
+    conn: impl Into<Conn<'_>>,
+    username: &str,
+    phc: &str,
+) -> Result<(), StoreError> {
+    let r = on_conn!(conn, |p| sqlx::query(
         "UPDATE users SET password_hash = $1 WHERE username = $2"
     )
     .bind(phc)

@@ -213,6 +213,73 @@ impl Env {
             .collect()
     }
 
+    /// The `token.*` events of `mandate audit list --json` (operator actions
+    /// such as `client.created` left out), in chain order.
+    pub fn token_events(&self) -> Vec<Value> {
+        self.audit_events()
+            .into_iter()
+            .filter(|e| e["event"].as_str().is_some_and(|n| n.starts_with("token.")))
+            .collect()
+    }
+
+    /// The temporary directory holding the config, the keys and (SQLite) `data/`.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Opens this environment's database directly (the server may be stopped
+    /// or killed), as the CLI would.
+    pub async fn connect_db(&self) -> mandate::store::Db {
+        mandate::store::Db::connect(&self.database_url)
+            .await
+            .unwrap()
+    }
+
+    /// Starts the real `mandate serve` binary on `127.0.0.1:port` with `args`
+    /// and `envs` added; its stderr (the logs) goes to `log`. Returns once
+    /// `/readyz` answers 200 (panics after 10 s).
+    pub async fn serve_process(
+        &self,
+        port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> ServeProcess {
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mandate"));
+        cmd.arg("serve")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("MANDATE_ISSUER", &base)
+            .env("MANDATE_BIND", format!("127.0.0.1:{port}"))
+            .env("MANDATE_DATABASE_URL", &self.database_url)
+            .env("MANDATE_KEYS_DIR", &self.keys_dir)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // A file, not a pipe: a full pipe would stall a busy server.
+            .stderr(std::fs::File::create(log).unwrap());
+        let child = cmd.spawn().unwrap();
+        let proc = ServeProcess { base, child };
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http
+                .get(format!("{}/readyz", proc.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return proc;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "mandate serve did not become ready: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
     /// `mandate user create` with the password on stdin; asserts success and
     /// returns the JSON it printed.
     pub fn create_user(&self, username: &str, password: &str, extra: &[&str]) -> Value {
@@ -246,11 +313,41 @@ impl Env {
     }
 }
 
+/// A `mandate serve` child process (see [`Env::serve_process`]).
+pub struct ServeProcess {
+    pub base: String,
+    pub child: std::process::Child,
+}
+
+impl ServeProcess {
+    /// SIGTERM, then waits; asserts a clean exit (status 0).
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "SIGTERM is a clean stop: {exit:?}");
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A running server.
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub state: AppState,
+    /// Aborts the audit writer task: simulates it dying under the server.
+    pub audit_abort: tokio::task::AbortHandle,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -261,15 +358,31 @@ pub async fn spawn_app(backend: Backend) -> (Env, TestApp) {
     (env, app)
 }
 
+/// [`spawn_app`] with `top_level_toml` (keys outside any table, such as
+/// `trusted_proxies = [...]`) placed before [`CONFIG`].
+pub async fn spawn_app_with(backend: Backend, top_level_toml: &str) -> (Env, TestApp) {
+    let env = Env::new(backend, &format!("{top_level_toml}\n{CONFIG}")).await;
+    let app = start(&env).await;
+    (env, app)
+}
+
 /// Starts a server on `env` (a restart when one ran before).
 pub async fn start(env: &Env) -> TestApp {
+    start_with(env, |_| {}).await
+}
+
+/// [`start`], letting `tweak` change the built app before it serves (e.g.
+/// `built.state.request_timeout`).
+pub async fn start_with(env: &Env, tweak: impl FnOnce(&mut mandate::Built)) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let text = std::fs::read_to_string(&env.config_path).unwrap();
     let config = Config::from_toml(&text, &env.overrides(&base, &addr.to_string())).unwrap();
-    let built = mandate::build(config).await.unwrap();
+    let mut built = mandate::build(config).await.unwrap();
+    tweak(&mut built);
     let state = built.state.clone();
+    let audit_abort = built.audit_task.abort_handle();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         mandate::serve_with(
@@ -291,6 +404,7 @@ pub async fn start(env: &Env) -> TestApp {
         base,
         http,
         state,
+        audit_abort,
         shutdown: Some(tx),
         task: Some(task),
     }
@@ -355,6 +469,18 @@ impl TestApp {
         v["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Number of `token.*` audit events stored (operator events left out).
+    pub async fn count_token_events(&self) -> i64 {
+        self.count("audit_events WHERE event LIKE 'token.%'").await
+    }
+
+    /// The `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
     /// Number of rows in a table.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -405,4 +531,116 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, error: &str, des
         body,
         serde_json::json!({"error": error, "error_description": description}),
     );
+}
+
+/// The value of the un-labelled sample `name` in an OpenMetrics exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().unwrap())
+    })
+}
+
+/// The `jti` claim of a JWT, read without verifying it.
+pub fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims["jti"].as_str().expect("a jti claim").to_string()
+}
+
+/// Asserts that no string in `v` (at any depth) holds a control character.
+pub fn assert_no_control_chars(v: &Value) {
+    fn walk(v: &Value, path: &str, whole: &Value) {
+        match v {
+            Value::String(s) => assert!(
+                !s.chars().any(char::is_control),
+                "control character in `{path}` = {s:?} of {whole}"
+            ),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| walk(x, &format!("{path}[{i}]"), whole)),
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, x)| walk(x, &format!("{path}.{k}"), whole)),
+            _ => {}
+        }
+    }
+    walk(v, "", v)
+}
+
+/// A raw HTTP/1.1 response, parsed minimally.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Writes `request` (raw bytes) to `addr`, keeps the connection open for
+/// writing, and reads one response: until the headers plus `Content-Length`
+/// bytes of body have arrived, or the server closes. Panics if nothing
+/// complete arrives within `limit`.
+pub async fn raw_http(addr: &str, request: &[u8], limit: std::time::Duration) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(resp) = parse_raw(&buf) {
+                return resp;
+            }
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return parse_raw(&buf).unwrap_or_else(|| {
+                    panic!(
+                        "connection closed before a full response: {:?}",
+                        String::from_utf8_lossy(&buf)
+                    )
+                });
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or_else(|_| panic!("no complete response within {limit:?}"))
+}
+
+/// A complete response in `buf`, if there is one yet.
+fn parse_raw(buf: &[u8]) -> Option<RawResponse> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = &buf[end + 4..];
+    let len = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())?;
+    (body.len() >= len).then(|| RawResponse {
+        status,
+        headers,
+        body: body[..len].to_vec(),
+    })
 }

@@ -5,6 +5,8 @@ mod helpers;
 
 mod cli;
 mod discovery;
+mod durability;
+mod hardening;
 mod keys;
 mod restart;
 mod store;

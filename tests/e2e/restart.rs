@@ -27,7 +27,9 @@ both!(
         );
         let users = env.cli_json(&["user", "list", "--json"]);
         assert_eq!(users[0]["username"], "alice");
-        let lines = env.audit_events();
+        // Token decisions only: the operator's `client create` and `user create`
+        // are events too.
+        let lines = env.token_events();
         assert_eq!(
             lines.len(),
             2,

@@ -59,7 +59,8 @@ both!(
         }
 
         // Step 3 - the issuance is in the audit trail with the token's jti, and recorded
-        let lines = env.audit_events();
+        // (the operator's `client create` is an event of its own, not counted here)
+        let lines = env.token_events();
         assert_eq!(lines.len(), 1);
         let e = &lines[0];
         assert_eq!(e["event"], "token.issued");
@@ -217,10 +218,11 @@ both!(
     let resp = app.http.get(app.url("/token")).send().await.unwrap();
     assert_eq!(resp.status(), 405);
 
-    // Nothing was issued or stored; every refusal is one token.denied event.
+    // Nothing was issued or stored; every refusal is one token.denied event
+    // (the operator events of the `client create`s above are not token events).
     assert_eq!(app.count("tokens").await, 0);
-    let lines = env.audit_events();
-    let text = serde_json::to_string(&lines).unwrap();
+    let text = serde_json::to_string(&env.audit_events()).unwrap();
+    let lines = env.token_events();
     assert_eq!(lines.len(), 25);
     assert!(lines.iter().all(|e| e["event"] == "token.denied" && e["outcome"] == "failure"));
     assert!(!text.contains(&secret), "a client secret reached the audit trail");
@@ -235,6 +237,8 @@ both!(
     concurrent_issuance_keeps_the_chain, |backend| async move {
     let (env, app) = spawn_app(backend).await;
     let (id, secret) = env.create_client(&["--resource", API, "--scope", "invoices:read"]);
+    // Events already in the chain (the operator's `client create`).
+    let before = app.count("audit_events").await;
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let (http, url, id, secret) = (app.http.clone(), app.url("/token"), id.clone(), secret.clone());
@@ -254,10 +258,11 @@ both!(
     }
     assert_eq!(jtis.len(), 64);
     assert_eq!(app.count("tokens").await, 64);
-    assert_eq!(app.count("audit_events").await, 64);
+    assert_eq!(app.count_token_events().await, 64);
+    assert_eq!(app.count("audit_events").await, before + 64, "exactly one event per request");
     let out = env.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "audit chain intact: 64 events");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("audit chain intact: {} events", before + 64));
     app.stop().await;
 });
 
