@@ -49,7 +49,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics_get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -76,10 +75,10 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
-/// Bounds a request's whole life by `request_timeout`. A request that runs
+/// Runs the rest of the stack within `request_timeout`. A request that runs
 /// out of time gets an RFC 6749 JSON error (503 `temporarily_unavailable`: a
 /// retry may succeed), not an empty body.
-async fn deadline(State(app): State<AppState>, req: Request, next: Next) -> Response {
+async fn within_deadline(app: &AppState, req: Request, next: Next) -> Response {
     let limit = app.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
@@ -138,7 +137,7 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// Gives each request an id and a span, logs its outcome (method, path and
+/// Gives each request an id, a client address, a deadline and a span, logs its outcome (method, path and
 /// status only: query strings may hold codes and are never logged), and sets
 /// headers every response carries.
 async fn request_context(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -159,7 +158,9 @@ async fn request_context(State(app): State<AppState>, mut req: Request, next: Ne
         path = %req.uri().path(),
     );
     let started = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = within_deadline(&app, req, next)
+        .instrument(span.clone())
+        .await;
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert(X_REQUEST_ID.clone(), v);

@@ -89,6 +89,8 @@ struct Key {
     signer: EcdsaJwsSigner,
     verifier: EcdsaJwsVerifier,
     public_jwk: serde_json::Value,
+    /// [`jws_header`] for access tokens, encoded once.
+    at_jwt_header: String,
 }
 
 /// What `keys list` shows for each key.
@@ -200,8 +202,11 @@ impl KeyRing {
         use josekit::jws::JwsSigner;
         let snap = self.snapshot();
         let key = active(&snap.keys, now).ok_or(KeyError::NoActiveKey)?;
-        let header = serde_json::json!({"typ": typ, "alg": "ES256", "kid": key.kid});
-        let mut out = b64(header.to_string().as_bytes());
+        let mut out = if typ == ACCESS_TOKEN_TYP {
+            key.at_jwt_header.clone()
+        } else {
+            jws_header(typ, &key.kid)
+        };
         out.push('.');
         out.push_str(&b64(payload));
         let signature = key
@@ -321,6 +326,16 @@ impl Key {
     }
 }
 
+/// The `typ` whose header each key keeps encoded (RFC 9068 access tokens).
+const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// The base64url JWS protected header for `typ` and `kid`.
+fn jws_header(typ: &str, kid: &str) -> String {
+    b64(serde_json::json!({"typ": typ, "alg": "ES256", "kid": kid})
+        .to_string()
+        .as_bytes())
+}
+
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -424,6 +439,7 @@ fn parse_key(file: KeyFile) -> Result<Key, KeyError> {
     public.set_key_use("sig");
     let public_jwk = serde_json::Value::Object(public.as_ref().clone());
     Ok(Key {
+        at_jwt_header: jws_header(ACCESS_TOKEN_TYP, &file.kid),
         kid: file.kid,
         created_at: file.created_at,
         created_at_ms: file.created_at_ms,
