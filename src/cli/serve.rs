@@ -6,9 +6,9 @@ use tokio::net::TcpListener;
 
 use super::{fail, CliError};
 use crate::config::{Config, Resource, Scope};
-use crate::oauth::types::{ClientType, GrantType};
+use crate::oauth::types::{AuthMethod, ClientOrigin, ClientType, GrantType};
 use crate::secret;
-use crate::store::clients::{self, Client, ORIGIN_OPERATOR};
+use crate::store::clients::{self, Client};
 use crate::store::users::{self, User};
 use crate::store::{Db, StoreError};
 
@@ -157,7 +157,9 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
         client_type: ClientType::AiAgent,
         public: false,
         secret_hash: Some(secret::hash(&client_secret)),
-        origin: ORIGIN_OPERATOR.into(),
+        origin: ClientOrigin::Operator,
+        token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+        metadata: None,
         grant_types: vec![GrantType::ClientCredentials],
         redirect_uris: vec![],
         resources: vec![DEMO_RESOURCE.into()],

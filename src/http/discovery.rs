@@ -23,11 +23,19 @@ pub fn metadata(config: &Config) -> Value {
         .collect();
     json!({
         "issuer": config.issuer,
+        "authorization_endpoint": config.endpoint("/authorize"),
         "token_endpoint": config.endpoint("/token"),
         "jwks_uri": config.endpoint("/jwks.json"),
+        "registration_endpoint": config.endpoint("/register"),
         "grant_types_supported": GrantType::IMPLEMENTED,
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": config.registration.client_id_metadata_documents,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "acr_values_supported": ["urn:mandate:acr:pwd"],
+        "prompt_values_supported": ["none", "login", "consent"],
         "scopes_supported": scopes,
     })
 }

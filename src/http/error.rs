@@ -10,7 +10,7 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = match (self.status_hint, self.code) {
             (Some(StatusHint::PayloadTooLarge), _) => StatusCode::PAYLOAD_TOO_LARGE,
-            (_, ErrorCode::InvalidClient) => StatusCode::UNAUTHORIZED,
+            (_, ErrorCode::InvalidClient | ErrorCode::InvalidToken) => StatusCode::UNAUTHORIZED,
             (_, ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
             (_, ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
@@ -28,6 +28,13 @@ impl IntoResponse for OAuthError {
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.code == ErrorCode::InvalidToken {
+            // RFC 6750 §3: a bearer challenge naming the error.
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
         if self.code == ErrorCode::InvalidClient {
             // RFC 6749 §5.2: a 401 "MUST include the WWW-Authenticate response header field".
             h.insert(

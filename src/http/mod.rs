@@ -1,9 +1,12 @@
 //! The only axum code: the router, request context, error rendering, handlers.
 
+pub mod browser;
 pub mod discovery;
 pub mod error;
 pub mod ops;
+pub mod session;
 pub mod token;
+pub mod views;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -44,6 +47,23 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/jwks.json", get(discovery::jwks_get))
         .route("/token", post(token::token_post))
+        .route("/authorize", get(browser::authorize_get))
+        .route("/login", get(browser::login_get).post(browser::login_post))
+        .route(
+            "/consent",
+            get(browser::consent_get).post(browser::consent_post),
+        )
+        .route(
+            "/logout",
+            get(browser::logout_get).post(browser::logout_post),
+        )
+        .route("/account", get(browser::account_get))
+        .route("/account/grants/revoke", post(browser::grant_revoke_post))
+        .route(
+            "/account/consents/forget",
+            post(browser::consent_forget_post),
+        )
+        .route("/static/mandate.css", get(browser::stylesheet_get))
         .route("/healthz", get(ops::healthz_get))
         .route("/readyz", get(ops::readyz_get))
         .route("/metrics", get(ops::metrics_get))

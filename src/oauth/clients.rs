@@ -5,10 +5,10 @@ use url::{Host, Url};
 
 use secrecy::SecretString;
 
-use super::types::{ClientType, GrantType};
+use super::types::{AuthMethod, ClientOrigin, ClientType, GrantType};
 use crate::config::Config;
 use crate::secret;
-use crate::store::clients::{Client, ORIGIN_OPERATOR};
+use crate::store::clients::Client;
 
 /// What an operator asked for on `mandate client create`.
 #[derive(Debug, Default, Clone)]
@@ -163,7 +163,13 @@ pub fn operator_client(
         secret_hash: secret
             .as_ref()
             .map(|s| secret::hash(secrecy::ExposeSecret::expose_secret(s))),
-        origin: ORIGIN_OPERATOR.into(),
+        origin: ClientOrigin::Operator,
+        token_endpoint_auth_method: if spec.public {
+            AuthMethod::None
+        } else {
+            AuthMethod::ClientSecretBasic
+        },
+        metadata: None,
         grant_types,
         redirect_uris: spec.redirect_uris,
         resources: spec.resources,

@@ -13,6 +13,7 @@ pub enum ErrorCode {
     InvalidGrant,
     UnauthorizedClient,
     UnsupportedGrantType,
+    UnsupportedResponseType,
     InvalidScope,
     InvalidTarget,
     AccessDenied,
@@ -23,6 +24,15 @@ pub enum ErrorCode {
     UseDpopNonce,
     TemporarilyUnavailable,
     ServerError,
+    /// OpenID Connect Core §3.1.2.6, used by `prompt=none` (SPEC §4).
+    LoginRequired,
+    ConsentRequired,
+    InteractionRequired,
+    /// RFC 7591 §3.2.2.
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    /// RFC 6750 §3.1: a bad bearer token (initial access token at /register).
+    InvalidToken,
 }
 
 impl ErrorCode {
@@ -33,6 +43,7 @@ impl ErrorCode {
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::AccessDenied => "access_denied",
@@ -43,6 +54,12 @@ impl ErrorCode {
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidToken => "invalid_token",
         }
     }
 }
@@ -96,6 +113,13 @@ impl OAuthError {
         invalid_target => InvalidTarget,
         access_denied => AccessDenied,
         temporarily_unavailable => TemporarilyUnavailable,
+        unsupported_response_type => UnsupportedResponseType,
+        login_required => LoginRequired,
+        consent_required => ConsentRequired,
+        interaction_required => InteractionRequired,
+        invalid_redirect_uri => InvalidRedirectUri,
+        invalid_client_metadata => InvalidClientMetadata,
+        invalid_token => InvalidToken,
     }
 
     /// An internal failure; the detail goes to the log only.

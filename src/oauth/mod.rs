@@ -3,11 +3,13 @@
 
 pub mod access_token;
 pub mod act;
+pub mod authorize;
 pub mod client_auth;
 pub mod clients;
 pub mod error;
 pub mod form;
 pub mod grants;
+pub mod login;
 pub mod scope;
 pub mod token;
 pub mod types;

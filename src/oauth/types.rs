@@ -69,7 +69,11 @@ wire_enum! {
 
 impl GrantType {
     /// The grants this build implements; the metadata lists exactly these.
-    pub const IMPLEMENTED: &'static [GrantType] = &[GrantType::ClientCredentials];
+    pub const IMPLEMENTED: &'static [GrantType] = &[
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
 
     /// What `--grant` accepts on `client create`: the wire names, and short
     /// names for the URNs.
@@ -106,6 +110,29 @@ wire_enum! {
         Service => "service",
         Web => "web",
         Native => "native",
+    }
+}
+
+wire_enum! {
+    /// How a client came to exist; decides which grants it may ever use (SPEC §3).
+    ClientOrigin {
+        /// `mandate client create`: any grant its registration names.
+        Operator => "operator",
+        /// RFC 7591 `POST /register`: code and refresh only.
+        Dynamic => "dynamic",
+        /// A Client ID Metadata Document URL: code and refresh only, public.
+        MetadataDocument => "metadata_document",
+    }
+}
+
+wire_enum! {
+    /// `token_endpoint_auth_method` (RFC 7591 §2, RFC 7523).
+    AuthMethod {
+        ClientSecretBasic => "client_secret_basic",
+        ClientSecretPost => "client_secret_post",
+        PrivateKeyJwt => "private_key_jwt",
+        /// A public client: `client_id` alone, PKCE mandatory.
+        None => "none",
     }
 }
 

@@ -4,11 +4,8 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{from_json_list, to_json_list, Conn, StoreError};
-use crate::oauth::types::{ClientType, GrantType};
+use crate::oauth::types::{AuthMethod, ClientOrigin, ClientType, GrantType};
 use crate::on_conn;
-
-/// How a client came to exist; decides which grants it may ever use (SPEC §3).
-pub const ORIGIN_OPERATOR: &str = "operator";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Client {
@@ -18,7 +15,8 @@ pub struct Client {
     pub public: bool,
     #[serde(skip)]
     pub secret_hash: Option<String>,
-    pub origin: String,
+    pub origin: ClientOrigin,
+    pub token_endpoint_auth_method: AuthMethod,
     pub grant_types: Vec<GrantType>,
     pub redirect_uris: Vec<String>,
     pub resources: Vec<String>,
@@ -29,6 +27,9 @@ pub struct Client {
     pub jwks_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
+    /// Registration metadata as sent (RFC 7591 §2: kept, never an error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -56,6 +57,8 @@ struct ClientRow {
     dpop: i64,
     jwks_uri: Option<String>,
     jwks: Option<String>,
+    token_endpoint_auth_method: String,
+    metadata: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -77,18 +80,21 @@ impl TryFrom<ClientRow> for Client {
             scopes: from_json_list("clients.scopes", &r.scopes)?,
             owns_resources: from_json_list("clients.owns_resources", &r.owns_resources)?,
             exchange_to: from_json_list("clients.exchange_to", &r.exchange_to)?,
-            jwks: match r.jwks {
-                Some(t) => Some(
-                    serde_json::from_str(&t)
-                        .map_err(|e| StoreError::Corrupt(format!("clients.jwks: {e}")))?,
-                ),
-                None => None,
-            },
+            jwks: json_column("clients.jwks", r.jwks.as_deref())?,
+            metadata: json_column("clients.metadata", r.metadata.as_deref())?,
+            origin: ClientOrigin::from_wire(&r.origin)
+                .ok_or_else(|| corrupt("clients.origin", &r.origin))?,
+            token_endpoint_auth_method: AuthMethod::from_wire(&r.token_endpoint_auth_method)
+                .ok_or_else(|| {
+                    corrupt(
+                        "clients.token_endpoint_auth_method",
+                        &r.token_endpoint_auth_method,
+                    )
+                })?,
             client_id: r.client_id,
             name: r.name,
             public: r.public != 0,
             secret_hash: r.secret_hash,
-            origin: r.origin,
             dpop_bound_access_tokens: r.dpop != 0,
             jwks_uri: r.jwks_uri,
             created_at: r.created_at,
@@ -97,12 +103,17 @@ impl TryFrom<ClientRow> for Client {
     }
 }
 
+fn json_column(column: &str, text: Option<&str>) -> Result<Option<serde_json::Value>, StoreError> {
+    text.map(|t| serde_json::from_str(t).map_err(|e| StoreError::Corrupt(format!("{column}: {e}"))))
+        .transpose()
+}
+
 macro_rules! select {
     ($rest:literal) => {
         concat!(
             "SELECT client_id, name, client_type, public, secret_hash, origin, grant_types, \
              redirect_uris, resources, scopes, owns_resources, exchange_to, dpop, jwks_uri, jwks, \
-             created_at, updated_at FROM clients ",
+             token_endpoint_auth_method, metadata, created_at, updated_at FROM clients ",
             $rest
         )
     };
@@ -110,12 +121,13 @@ macro_rules! select {
 
 const INSERT: &str = "INSERT INTO clients (client_id, name, client_type, public, secret_hash, \
     origin, grant_types, redirect_uris, resources, scopes, owns_resources, exchange_to, dpop, \
-    jwks_uri, jwks, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)";
+    jwks_uri, jwks, token_endpoint_auth_method, metadata, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)";
 
 /// Inserts `c`; an existing `client_id` is [`StoreError::Conflict`].
 pub async fn insert(conn: impl Into<Conn<'_>>, c: &Client) -> Result<(), StoreError> {
     let jwks = c.jwks.as_ref().map(|j| j.to_string());
+    let metadata = c.metadata.as_ref().map(|j| j.to_string());
     let grant_types: Vec<String> = c.grant_types.iter().map(|g| g.as_str().into()).collect();
     on_conn!(conn, |p| sqlx::query(INSERT)
         .bind(&c.client_id)
@@ -123,7 +135,7 @@ pub async fn insert(conn: impl Into<Conn<'_>>, c: &Client) -> Result<(), StoreEr
         .bind(c.client_type.as_str())
         .bind(c.public as i64)
         .bind(&c.secret_hash)
-        .bind(&c.origin)
+        .bind(c.origin.as_str())
         .bind(to_json_list(&grant_types))
         .bind(to_json_list(&c.redirect_uris))
         .bind(to_json_list(&c.resources))
@@ -133,6 +145,8 @@ pub async fn insert(conn: impl Into<Conn<'_>>, c: &Client) -> Result<(), StoreEr
         .bind(c.dpop_bound_access_tokens as i64)
         .bind(&c.jwks_uri)
         .bind(&jwks)
+        .bind(c.token_endpoint_auth_method.as_str())
+        .bind(&metadata)
         .bind(c.created_at)
         .execute(p)
         .await

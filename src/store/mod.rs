@@ -8,8 +8,15 @@
 //! This module never touches HTTP.
 
 pub mod audit;
+pub mod authorization_requests;
 pub mod clients;
+pub mod codes;
+pub mod consents;
+pub mod grants;
+pub mod login_throttle;
+pub mod refresh_tokens;
 pub mod replay;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
@@ -104,6 +111,16 @@ impl<'a> From<&'a Db> for Conn<'a> {
 impl<'a> From<&'a mut Tx> for Conn<'a> {
     fn from(tx: &'a mut Tx) -> Conn<'a> {
         Conn::Tx(tx)
+    }
+}
+
+/// Reborrows a `Conn` for one more statement on the same pool or transaction.
+impl<'a, 'b> From<&'a mut Conn<'b>> for Conn<'a> {
+    fn from(conn: &'a mut Conn<'b>) -> Conn<'a> {
+        match conn {
+            Conn::Db(db) => Conn::Db(db),
+            Conn::Tx(tx) => Conn::Tx(tx),
+        }
     }
 }
 

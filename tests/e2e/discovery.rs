@@ -31,13 +31,22 @@ both!(
         assert_eq!(a["issuer"], app.base.as_str());
         assert_eq!(a["token_endpoint"], app.url("/token"));
         assert_eq!(a["jwks_uri"], app.url("/jwks.json"));
+        assert_eq!(a["authorization_endpoint"], app.url("/authorize"));
+        assert_eq!(a["registration_endpoint"], app.url("/register"));
         assert_eq!(
             a["grant_types_supported"],
-            serde_json::json!(["client_credentials"])
+            serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
         );
+        assert_eq!(a["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            a["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(a["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(a["client_id_metadata_document_supported"], true);
         assert_eq!(
             a["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post"])
+            serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
         );
         let scopes: Vec<&str> = a["scopes_supported"]
             .as_array()
@@ -46,10 +55,16 @@ both!(
             .map(|s| s.as_str().unwrap())
             .collect();
         assert!(scopes.contains(&"invoices:read") && scopes.contains(&"files:read"));
-        assert!(
-            a.get("authorization_endpoint").is_none(),
-            "not implemented yet, so not advertised"
-        );
+        for later in [
+            "introspection_endpoint",
+            "revocation_endpoint",
+            "backchannel_authentication_endpoint",
+        ] {
+            assert!(
+                a.get(later).is_none(),
+                "{later}: not implemented yet, so not advertised"
+            );
+        }
         app.stop().await;
     }
 );

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod authorize;
 mod cli;
 mod discovery;
 mod durability;
