@@ -159,7 +159,19 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Background upkeep: pick up rotated keys, forget expired single-use facts.
+/// Deletes rows that can no longer matter: expired single-use facts,
+/// sessions and pending requests; codes a day after they expired (until
+/// then a replayed code is still recognised and revokes its grant).
+async fn purge(state: &AppState) -> Result<(), store::StoreError> {
+    let now = state.clock.now();
+    store::replay::purge_expired(&state.db, now).await?;
+    store::sessions::purge_expired(&state.db, now).await?;
+    store::authorization_requests::purge_expired(&state.db, now).await?;
+    store::codes::purge_expired(&state.db, now - 86_400).await?;
+    Ok(())
+}
+
+/// Background upkeep: pick up rotated keys, forget expired rows.
 async fn maintenance(state: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     let mut n: u64 = 0;
@@ -170,8 +182,8 @@ async fn maintenance(state: AppState) {
         }
         n += 1;
         if n.is_multiple_of(720) {
-            if let Err(e) = store::replay::purge_expired(&state.db, state.clock.now()).await {
-                tracing::warn!(error = %e, "could not purge expired single-use facts");
+            if let Err(e) = purge(&state).await {
+                tracing::warn!(error = %e, "could not purge expired rows");
             }
         }
     }

@@ -85,6 +85,8 @@ async fn shutdown_signal() {
 pub const DEMO_RESOURCE: &str = "https://api.example.com";
 pub const DEMO_CLIENT: &str = "demo-agent";
 pub const DEMO_USER: &str = "demo";
+/// Where the demo's browser flow ends (nothing needs to listen there).
+pub const DEMO_REDIRECT: &str = "http://127.0.0.1:9876/callback";
 
 fn scope(name: &str, description: &str) -> Scope {
     Scope {
@@ -160,8 +162,12 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
         origin: ClientOrigin::Operator,
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         metadata: None,
-        grant_types: vec![GrantType::ClientCredentials],
-        redirect_uris: vec![],
+        grant_types: vec![
+            GrantType::ClientCredentials,
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+        ],
+        redirect_uris: vec![DEMO_REDIRECT.into()],
         resources: vec![DEMO_RESOURCE.into()],
         scopes: vec!["invoices:read".into()],
         owns_resources: vec![],
@@ -172,13 +178,14 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
         created_at: now,
         updated_at: now,
     };
-    match clients::insert(db, &client).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict) => {
-            clients::set_secret_hash(db, DEMO_CLIENT, &secret::hash(&client_secret), now).await?
-        }
+    // Replace an existing demo client: it always matches this version's demo.
+    let mut tx = db.begin().await?;
+    match clients::delete(&mut tx, DEMO_CLIENT).await {
+        Ok(()) | Err(StoreError::NotFound) => {}
         Err(e) => return Err(e.into()),
     }
+    clients::insert(&mut tx, &client).await?;
+    tx.commit().await?;
     let password = secret::random_token()[..16].to_string();
     let phc = secret::hash_password(&password).map_err(|e| fail(e.to_string()))?;
     let user = User {
@@ -195,6 +202,19 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
         Err(e) => return Err(e.into()),
     }
     let iss = &config.issuer;
+    let verifier = secret::random_token();
+    let challenge = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()))
+    };
+    let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    let authorize = format!(
+        "{iss}/authorize?response_type=code&client_id={DEMO_CLIENT}&redirect_uri={}&scope=invoices%3Aread&resource={}&state=demo&code_challenge={challenge}&code_challenge_method=S256",
+        enc(DEMO_REDIRECT),
+        enc(DEMO_RESOURCE)
+    );
     Ok(format!(
         "\nmandate demo is running at {iss}\n\
          \n\
@@ -209,6 +229,13 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
          \x20 TOKEN=$(curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials {iss}/token | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')\n\
          \x20 cargo run --release -q -- token verify \"$TOKEN\"\n\
          Resource servers verify it with any JOSE library against {iss}/jwks.json.\n\
+         \n\
+         Or let the demo user delegate to the agent in a browser (authorization code + PKCE):\n\
+         \x20 1. open {authorize}\n\
+         \x20 2. sign in as {DEMO_USER} / {password} and press Allow; the browser then goes to\n\
+         \x20    {DEMO_REDIRECT}?code=...  (nothing listens there: copy `code` from the address bar)\n\
+         \x20 3. curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=authorization_code -d code=PASTE_THE_CODE -d redirect_uri={DEMO_REDIRECT} -d code_verifier={verifier} {iss}/token\n\
+         \x20 The token's sub is {DEMO_USER}, its act names the agent; {iss}/account lists the grant and can revoke it.\n\
          \n\
          Metadata: {iss}/.well-known/oauth-authorization-server\n"
     ))

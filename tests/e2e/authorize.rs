@@ -400,3 +400,155 @@ both!(
     assert_eq!(query(&location(&r))["error"], "consent_required");
     app.stop().await;
 });
+
+both!(
+    /// Failed sign-ins are throttled per account and address with a clear
+    /// message and an audit event; a disabled user cannot sign in; the lock
+    /// ends (no permanent lockout).
+    login_throttling_and_disabled_users, |backend| async move {
+    let (env, app) = spawn_app(backend).await;
+    env.create_user("alice", "correct horse battery", &[]);
+    env.create_user("bob", "another long password", &[]);
+    let b = browser();
+    for i in 0..5 {
+        let r = sign_in(&b, &app, "/login", "alice", "wrong password").await;
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    // Now locked, even with the right password.
+    let r = sign_in(&b, &app, "/login", "alice", "correct horse battery").await;
+    assert_eq!(r.status(), 429);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Too many failed sign-in attempts. Try again in 30 seconds."), "{html}");
+    // Another account from the same address is not locked by alice's failures.
+    let r = sign_in(&b, &app, "/login", "bob", "another long password").await;
+    assert_eq!(r.status(), 303);
+    // The lock ends by itself.
+    app.state.clock.advance(31);
+    let r = sign_in(&browser(), &app, "/login", "alice", "correct horse battery").await;
+    assert_eq!(r.status(), 303, "the lock is temporary");
+
+    // A disabled user cannot sign in.
+    assert!(env.cli(&["user", "disable", "bob"]).status.success());
+    let r = sign_in(&browser(), &app, "/login", "bob", "another long password").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("This account is disabled."));
+
+    let events = env.audit_events();
+    let logins: Vec<&Value> = events.iter().filter(|e| e["event"] == "login").collect();
+    assert!(logins.iter().any(|e| e["outcome"] == "failure" && e["reason"].as_str().unwrap().starts_with("throttled")));
+    assert!(logins.iter().any(|e| e["outcome"] == "success" && e["user"] == "alice"));
+    assert!(logins.iter().all(|e| e["ip"] == "127.0.0.1"));
+    assert!(!serde_json::to_string(&events).unwrap().contains("correct horse"), "a password reached the audit trail");
+    app.stop().await;
+});
+
+both!(
+    /// The session id changes at sign-in, is stored only as a hash, and the
+    /// cookie is HttpOnly + SameSite=Lax; sign-out ends it.
+    session_fixation_and_logout, |backend| async move {
+    let (env, app) = spawn_app(backend).await;
+    env.create_user("alice", "correct horse battery", &[]);
+    let b = browser();
+    let page = b.get(app.url("/login")).send().await.unwrap();
+    let before = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(before.contains("HttpOnly") && before.contains("SameSite=Lax") && before.contains("Path=/"), "{before}");
+    let html = page.text().await.unwrap();
+    let r = b.post(app.url("/login")).form(&[("csrf", hidden(&html, "csrf")), ("req", String::new()), ("username", "alice".into()), ("password", "correct horse battery".into())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/account");
+    let after = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let id = |c: &str| c.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    assert_ne!(id(&before), id(&after), "the session id changes at sign-in");
+    let raw = id(&after);
+    let stored: i64 = mandate::on_db!(&app.state.db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE id_hash = $1").bind(mandate::secret::hash(&raw)).fetch_one(p).await.unwrap());
+    assert_eq!(stored, 1);
+    let plain: i64 = mandate::on_db!(&app.state.db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE id_hash = $1").bind(&raw).fetch_one(p).await.unwrap());
+    assert_eq!(plain, 0, "the raw session id is never stored");
+    // The old (pre-login) session is gone.
+    let old: i64 = mandate::on_db!(&app.state.db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE id_hash = $1").bind(mandate::secret::hash(&id(&before))).fetch_one(p).await.unwrap());
+    assert_eq!(old, 0);
+    let account = b.get(app.url("/account")).send().await.unwrap();
+    assert_eq!(account.status(), 200);
+    let html = account.text().await.unwrap();
+    assert!(html.contains("Connected agents"));
+    // Sign-out without CSRF is refused; with it, the session ends.
+    let r = b.post(app.url("/logout")).form(&[("csrf", "nope")]).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = b.post(app.url("/logout")).form(&[("csrf", hidden(&html, "csrf"))]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = b.get(app.url("/account")).send().await.unwrap();
+    assert_eq!(r.status(), 303, "signed out: /account asks to sign in");
+    app.stop().await;
+});
+
+both!(
+    /// A grant revoked on /account invalidates its refresh token at once.
+    account_revokes_a_grant, |backend| async move {
+    let (env, app) = spawn_app(backend).await;
+    env.create_user("alice", "correct horse battery", &[]);
+    let client_id = public_client(&env);
+    let b = browser();
+    let q = get_code(&b, &app, &client_id, "&scope=invoices:read").await;
+    let body: Value = exchange(&app, &client_id, &q["code"], &[]).await.json().await.unwrap();
+    let html = b.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Travel agent") && html.contains(">Revoke</button>"), "{html}");
+    let r = b.post(app.url("/account/grants/revoke")).form(&[("csrf", hidden(&html, "csrf")), ("grant_id", hidden(&html, "grant_id"))]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let r = app.http.post(app.url("/token")).form(&[("grant_type", "refresh_token"), ("refresh_token", body["refresh_token"].as_str().unwrap()), ("client_id", &client_id)]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let events = env.audit_events();
+    assert!(events.iter().any(|e| e["event"] == "grant.revoked" && e["user"] == "alice"));
+    // Remembered consent can be forgotten too: the next authorize asks again.
+    let html = b.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let r = b.post(app.url("/account/consents/forget")).form(&[("csrf", hidden(&html, "csrf")), ("client_id", client_id.clone()), ("resource", API.into())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let r = b.get(authorize_url(&app, &client_id, "&scope=invoices:read")).send().await.unwrap();
+    assert!(location(&r).starts_with("/consent"));
+    app.stop().await;
+});
+
+/// A session started on one instance continues on another sharing PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_continues_on_another_instance() {
+    if crate::helpers::skip_postgres() {
+        return;
+    }
+    let (env, one) = spawn_app(crate::helpers::Backend::Postgres).await;
+    let two = crate::helpers::start(&env).await;
+    env.create_user("alice", "correct horse battery", &[]);
+    let client_id = public_client(&env);
+    let b = browser();
+    // Authorize and sign in at instance one...
+    let r = b
+        .get(authorize_url(&one, &client_id, "&scope=invoices:read"))
+        .send()
+        .await
+        .unwrap();
+    let r = sign_in(&b, &one, &location(&r), "alice", "correct horse battery").await;
+    let consent = location(&r);
+    // ...the cookie is host-scoped (127.0.0.1) so the same browser reaches instance two: consent there.
+    let page = b
+        .get(format!("{}{consent}", two.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "instance two knows the session");
+    let html = page.text().await.unwrap();
+    let r = b
+        .post(two.url("/consent"))
+        .form(&[
+            ("csrf", hidden(&html, "csrf")),
+            ("req", hidden(&html, "req")),
+            ("decision", "allow".into()),
+            ("scope", "invoices:read".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let q = query(&location(&r));
+    // The code issued at two redeems at one.
+    let r = exchange(&one, &client_id, &q["code"], &[]).await;
+    assert_eq!(r.status(), 200);
+    two.stop().await;
+    one.stop().await;
+}
