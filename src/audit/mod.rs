@@ -66,6 +66,9 @@ event_kinds! {
     TokenDenied => "token.denied",
     TokenRefreshed => "token.refreshed",
     TokenRevoked => "token.revoked",
+    /// An introspection that answered `active: false` for a reason worth
+    /// recording (revoked, foreign, not the caller's to see).
+    TokenIntrospected => "token.introspected",
     GrantRevoked => "grant.revoked",
     ApprovalRequested => "approval.requested",
     ApprovalApproved => "approval.approved",

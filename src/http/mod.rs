@@ -3,6 +3,7 @@
 pub mod browser;
 pub mod discovery;
 pub mod error;
+pub mod introspect;
 pub mod ops;
 pub mod session;
 pub mod token;
@@ -47,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/jwks.json", get(discovery::jwks_get))
         .route("/token", post(token::token_post))
+        .route("/introspect", post(introspect::introspect_post))
+        .route("/revoke", post(introspect::revoke_post))
         .route("/authorize", get(browser::authorize_get))
         .route("/login", get(browser::login_get).post(browser::login_post))
         .route(

@@ -224,40 +224,13 @@ impl KeyRing {
     /// one of `typs`, the `kid` published, no `crit` header; then the
     /// signature. Claim checks (`iss`, `exp`, `aud`) are the caller's.
     pub fn verify(&self, token: &str, typs: &[&str], now: i64) -> Result<Vec<u8>, TokenInvalid> {
-        use josekit::jws::JwsVerifier;
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenInvalid::Malformed);
-        };
-        let header: serde_json::Map<String, serde_json::Value> = unb64(h)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenInvalid::Malformed)?;
-        if header.get("alg").and_then(|v| v.as_str()) != Some("ES256") {
-            return Err(TokenInvalid::UnsupportedAlg);
-        }
-        // RFC 7515 §4.1.11: a `crit` extension we do not understand makes the JWS invalid.
-        if header.contains_key("crit") {
-            return Err(TokenInvalid::Malformed);
-        }
-        let typ = header.get("typ").and_then(|v| v.as_str());
-        if !typ.is_some_and(|t| typs.contains(&t)) {
-            return Err(TokenInvalid::WrongTyp);
-        }
-        let kid = header.get("kid").and_then(|v| v.as_str());
         let snap = self.snapshot();
-        let key = snap
-            .keys
-            .iter()
-            .find(|k| Some(k.kid.as_str()) == kid && status(&snap.keys, k, now).1)
-            .ok_or(TokenInvalid::UnknownKey)?;
-        let signature = unb64(sig).ok_or(TokenInvalid::Malformed)?;
-        let signed = &token[..h.len() + 1 + p.len()];
-        key.verifier
-            .verify(signed.as_bytes(), &signature)
-            .map_err(|_| TokenInvalid::BadSignature)?;
-        unb64(p).ok_or(TokenInvalid::Malformed)
+        verify_compact(token, typs, |kid| {
+            snap.keys
+                .iter()
+                .find(|k| Some(k.kid.as_str()) == kid && status(&snap.keys, k, now).1)
+                .map(|k| &k.verifier as &dyn josekit::jws::JwsVerifier)
+        })
     }
 
     /// The JWK Set of every published key (RFC 7517 §5).
@@ -324,6 +297,46 @@ impl Key {
     fn order(&self) -> (i64, i64, &str) {
         (self.activates_at, self.created_at_ms, &self.kid)
     }
+}
+
+/// Verifies a compact JWS and returns its payload: `alg` must be ES256
+/// (never `none`, never another algorithm: the algorithm is fixed by the key,
+/// not by the token), `typ` one of `typs`, no `crit` header, and `find` must
+/// know the `kid`; then the signature. Shared by this key ring and the
+/// resource-server module's JWKS cache.
+pub fn verify_compact<'k>(
+    token: &str,
+    typs: &[&str],
+    find: impl FnOnce(Option<&str>) -> Option<&'k dyn josekit::jws::JwsVerifier>,
+) -> Result<Vec<u8>, TokenInvalid> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenInvalid::Malformed);
+    };
+    let header: serde_json::Map<String, serde_json::Value> = unb64(h)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenInvalid::Malformed)?;
+    if header.get("alg").and_then(|v| v.as_str()) != Some("ES256") {
+        return Err(TokenInvalid::UnsupportedAlg);
+    }
+    // RFC 7515 §4.1.11: a `crit` extension we do not understand makes the JWS invalid.
+    if header.contains_key("crit") {
+        return Err(TokenInvalid::Malformed);
+    }
+    let typ = header.get("typ").and_then(|v| v.as_str());
+    if !typ.is_some_and(|t| typs.contains(&t)) {
+        return Err(TokenInvalid::WrongTyp);
+    }
+    let verifier =
+        find(header.get("kid").and_then(|v| v.as_str())).ok_or(TokenInvalid::UnknownKey)?;
+    let signature = unb64(sig).ok_or(TokenInvalid::Malformed)?;
+    let signed = &token[..h.len() + 1 + p.len()];
+    verifier
+        .verify(signed.as_bytes(), &signature)
+        .map_err(|_| TokenInvalid::BadSignature)?;
+    unb64(p).ok_or(TokenInvalid::Malformed)
 }
 
 /// The `typ` whose header each key keeps encoded (RFC 9068 access tokens).

@@ -9,6 +9,8 @@ pub mod clients;
 pub mod error;
 pub mod form;
 pub mod grants;
+pub mod introspect;
+pub mod lineage;
 pub mod login;
 pub mod scope;
 pub mod token;

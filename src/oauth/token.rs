@@ -17,7 +17,7 @@ use super::access_token::AccessClaims;
 use super::client_auth::{self, AuthHeader};
 use super::error::{OAuthError, StatusHint};
 use super::form::{self, Params};
-use super::grants::{authorization_code, client_credentials, refresh_token};
+use super::grants::{authorization_code, client_credentials, refresh_token, token_exchange};
 use super::types::{GrantType, TokenType, TokenTypeUri};
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::metrics::TokenLabels;
@@ -59,6 +59,20 @@ pub enum TokenGrant {
     AuthorizationCode(AuthorizationCodeRequest),
     /// RFC 6749 §6.
     RefreshToken(RefreshTokenRequest),
+    /// RFC 8693 §2.1.
+    TokenExchange(TokenExchangeRequest),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExchangeRequest {
+    pub subject_token: String,
+    pub subject_token_type: String,
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub resource: Vec<String>,
+    pub audience: Vec<String>,
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +137,20 @@ impl TokenGrant {
                     resource: resource(),
                 }))
             }
+            Some(GrantType::TokenExchange) => Ok(TokenGrant::TokenExchange(TokenExchangeRequest {
+                subject_token: required("subject_token")?,
+                subject_token_type: required("subject_token_type")?,
+                actor_token: params.get("actor_token").map(str::to_owned),
+                actor_token_type: params.get("actor_token_type").map(str::to_owned),
+                requested_token_type: params.get("requested_token_type").map(str::to_owned),
+                resource: resource(),
+                audience: params
+                    .all("audience")
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                scope: params.get("scope").map(str::to_owned),
+            })),
             Some(GrantType::RefreshToken) => Ok(TokenGrant::RefreshToken(RefreshTokenRequest {
                 refresh_token: required("refresh_token")?,
                 scope: params.get("scope").map(str::to_owned),
@@ -139,6 +167,7 @@ impl TokenGrant {
             TokenGrant::ClientCredentials(_) => GrantType::ClientCredentials,
             TokenGrant::AuthorizationCode(_) => GrantType::AuthorizationCode,
             TokenGrant::RefreshToken(_) => GrantType::RefreshToken,
+            TokenGrant::TokenExchange(_) => GrantType::TokenExchange,
         }
     }
 }
@@ -300,6 +329,7 @@ async fn decide(
             authorization_code::grant(app, &client, r, audit, now).await
         }
         TokenGrant::RefreshToken(r) => refresh_token::grant(app, &client, r, audit, now).await,
+        TokenGrant::TokenExchange(r) => token_exchange::grant(app, &client, r, audit, now).await,
     }
 }
 
@@ -438,7 +468,7 @@ mod tests {
         for g in [
             "password",
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:openid:params:grant-type:ciba",
             "implicit",
         ] {
             assert_eq!(

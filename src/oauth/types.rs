@@ -73,6 +73,7 @@ impl GrantType {
         GrantType::AuthorizationCode,
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
+        GrantType::TokenExchange,
     ];
 
     /// What `--grant` accepts on `client create`: the wire names, and short

@@ -105,3 +105,16 @@ pub async fn rotate(
         _ => Rotated::Unknown,
     })
 }
+
+/// The refresh token with hash `hash`, used or not.
+pub async fn get(
+    conn: impl Into<Conn<'_>>,
+    hash: &str,
+) -> Result<Option<RefreshToken>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM refresh_tokens WHERE hash = $1");
+    let row: Option<Row> = on_conn!(conn, |c| sqlx::query_as(&sql)
+        .bind(hash)
+        .fetch_optional(c)
+        .await)?;
+    row.map(RefreshToken::try_from).transpose()
+}

@@ -15,7 +15,7 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A browser: a cookie jar, no automatic redirects.
-fn browser() -> reqwest::Client {
+pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -63,7 +63,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// A public AI-agent client for the code flow.
-fn public_client(env: &Env) -> String {
+pub fn public_client(env: &Env) -> String {
     let v = env.cli_json(&[
         "client",
         "create",
@@ -119,7 +119,7 @@ async fn sign_in(
 }
 
 /// Runs the flow to the code: authorize, sign in, allow. Returns the redirect query.
-async fn get_code(
+pub async fn get_code(
     b: &reqwest::Client,
     app: &TestApp,
     client_id: &str,
@@ -170,7 +170,7 @@ async fn get_code(
     query(&to)
 }
 
-async fn exchange(
+pub async fn exchange(
     app: &TestApp,
     client_id: &str,
     code: &str,

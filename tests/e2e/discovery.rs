@@ -35,7 +35,12 @@ both!(
         assert_eq!(a["registration_endpoint"], app.url("/register"));
         assert_eq!(
             a["grant_types_supported"],
-            serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+            serde_json::json!([
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:token-exchange"
+            ])
         );
         assert_eq!(a["response_types_supported"], serde_json::json!(["code"]));
         assert_eq!(
@@ -55,11 +60,9 @@ both!(
             .map(|s| s.as_str().unwrap())
             .collect();
         assert!(scopes.contains(&"invoices:read") && scopes.contains(&"files:read"));
-        for later in [
-            "introspection_endpoint",
-            "revocation_endpoint",
-            "backchannel_authentication_endpoint",
-        ] {
+        assert_eq!(a["introspection_endpoint"], app.url("/introspect"));
+        assert_eq!(a["revocation_endpoint"], app.url("/revoke"));
+        for later in ["backchannel_authentication_endpoint"] {
             assert!(
                 a.get(later).is_none(),
                 "{later}: not implemented yet, so not advertised"

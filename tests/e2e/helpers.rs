@@ -374,11 +374,26 @@ pub async fn start(env: &Env) -> TestApp {
 /// [`start`], letting `tweak` change the built app before it serves (e.g.
 /// `built.state.request_timeout`).
 pub async fn start_with(env: &Env, tweak: impl FnOnce(&mut mandate::Built)) -> TestApp {
+    start_inner(env, None, tweak).await
+}
+
+/// A second instance of a deployment: its own port, but the issuer of
+/// `first` (instances behind one load balancer share one issuer, SPEC §1).
+pub async fn start_instance_of(env: &Env, first: &TestApp) -> TestApp {
+    start_inner(env, Some(first.base.clone()), |_| {}).await
+}
+
+async fn start_inner(
+    env: &Env,
+    issuer: Option<String>,
+    tweak: impl FnOnce(&mut mandate::Built),
+) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let text = std::fs::read_to_string(&env.config_path).unwrap();
-    let config = Config::from_toml(&text, &env.overrides(&base, &addr.to_string())).unwrap();
+    let issuer = issuer.unwrap_or_else(|| base.clone());
+    let config = Config::from_toml(&text, &env.overrides(&issuer, &addr.to_string())).unwrap();
     let mut built = mandate::build(config).await.unwrap();
     tweak(&mut built);
     let state = built.state.clone();

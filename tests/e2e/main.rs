@@ -7,6 +7,7 @@ mod authorize;
 mod cli;
 mod discovery;
 mod durability;
+mod exchange;
 mod hardening;
 mod keys;
 mod restart;

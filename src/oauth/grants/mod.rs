@@ -10,6 +10,7 @@
 pub mod authorization_code;
 pub mod client_credentials;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::config::Resource;
