@@ -17,6 +17,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod oauth;
+pub mod rs;
 pub mod secret;
 pub mod state;
 pub mod store;

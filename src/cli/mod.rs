@@ -3,6 +3,7 @@
 //! `MANDATE_*` overrides, and `--json` for machine-readable output.
 
 mod admin;
+mod demo_api;
 mod serve;
 
 use std::path::PathBuf;
@@ -48,6 +49,21 @@ pub enum Command {
     },
     /// Apply database migrations (serve also does this at start).
     Migrate,
+    /// A small protected API (invoices) built on the resource-server module.
+    DemoApi {
+        /// The issuer whose tokens are accepted.
+        #[arg(long)]
+        issuer: String,
+        /// Where to listen, e.g. 127.0.0.1:9000.
+        #[arg(long)]
+        bind: std::net::SocketAddr,
+        /// The resource identifier (the `aud` of its tokens).
+        #[arg(long)]
+        resource: String,
+        /// How recent the user's authentication must be for a dispute.
+        #[arg(long, default_value_t = 300)]
+        max_auth_age: i64,
+    },
     /// Manage clients.
     #[command(subcommand)]
     Client(admin::ClientCmd),
@@ -85,8 +101,25 @@ pub fn fail(msg: impl Into<String>) -> CliError {
 pub fn run(args: Args) -> ExitCode {
     init_tracing(
         args.log_format,
-        matches!(args.command, Command::Serve { .. }),
+        matches!(
+            args.command,
+            Command::Serve { .. } | Command::DemoApi { .. }
+        ),
     );
+    if let Command::DemoApi {
+        issuer,
+        bind,
+        resource,
+        max_auth_age,
+    } = &args.command
+    {
+        // The demo API needs no configuration file or database of its own.
+        let (issuer, bind, resource, max_auth_age) =
+            (issuer.clone(), *bind, resource.clone(), *max_auth_age);
+        return finish(
+            runtime().map(|rt| rt.block_on(demo_api::run(issuer, bind, resource, max_auth_age))),
+        );
+    }
     let config = match Config::load(args.config.as_deref(), &Config::env_overrides()) {
         Ok(c) => c,
         Err(e) => {
@@ -94,19 +127,14 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mandate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return finish(Err(e)),
     };
     let json = args.json;
     let result = rt.block_on(async move {
         match args.command {
+            Command::DemoApi { .. } => Ok(()),
             Command::Serve { demo } => serve::run(config, demo).await,
             Command::Migrate => serve::migrate(config, json).await,
             Command::Client(cmd) => admin::client(config, cmd, json).await,
@@ -116,7 +144,19 @@ pub fn run(args: Args) -> ExitCode {
             Command::Token(cmd) => admin::token(config, cmd, json).await,
         }
     });
-    match result {
+    finish(Ok(result))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the runtime: {e}")))
+}
+
+/// The exit code of a command's result, its error printed as one line.
+fn finish(result: Result<Result<(), CliError>, CliError>) -> ExitCode {
+    match result.and_then(|r| r) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Config(m)) => {
             eprintln!("mandate: invalid configuration: {m}");

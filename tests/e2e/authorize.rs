@@ -418,7 +418,7 @@ both!(
     let r = sign_in(&b, &app, "/login", "alice", "correct horse battery").await;
     assert_eq!(r.status(), 429);
     let html = r.text().await.unwrap();
-    assert!(html.contains("Too many failed sign-in attempts. Try again in 30 seconds."), "{html}");
+    assert!(html.contains("Too many failed sign-in attempts. Try again in ") && html.contains(" seconds."), "{html}");
     // Another account from the same address is not locked by alice's failures.
     let r = sign_in(&b, &app, "/login", "bob", "another long password").await;
     assert_eq!(r.status(), 303);

@@ -11,5 +11,6 @@ mod exchange;
 mod hardening;
 mod keys;
 mod restart;
+mod rs;
 mod store;
 mod token;
