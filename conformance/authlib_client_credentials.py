@@ -15,19 +15,10 @@ conformance/run.sh, which provides the pinned dependencies.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
@@ -35,168 +26,22 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, KeySet
 
-REPO = Path(__file__).resolve().parent.parent
+from harness import (
+    BASE_CONFIG, HTTP_TIMEOUT_SECS, CheckFailed, Server, Suite, b64url_decode, b64url_encode, expect,
+    expect_eq, need, parse_args,
+)
+
 RESOURCE = "https://api.example.com"
 OTHER_RESOURCE_SCOPE = "files:read"
 UNKNOWN_RESOURCE = "https://nope.example.com"
 SCOPE = "invoices:read"
 CLIENT_TYPE = "ai-agent"
-READY_TIMEOUT_SECS = 60.0
-HTTP_TIMEOUT_SECS = 10.0
 
-CONFIG_TOML = """\
-[[resources]]
-id = "https://api.example.com"
-name = "Invoices API"
-  [[resources.scopes]]
-  name = "invoices:read"
-  description = "Read your invoices"
-  [[resources.scopes]]
-  name = "invoices:write"
-  description = "Change invoices"
-  min_acr = "urn:mandate:acr:mfa"
-[[resources]]
-id = "https://files.example.com"
-  [[resources.scopes]]
-  name = "files:read"
-"""
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond: bool, reason: str) -> None:
-    if not cond:
-        raise CheckFailed(reason)
-
-
-def expect_eq(actual: Any, expected: Any, what: str) -> None:
-    if actual != expected:
-        raise CheckFailed(f"{what}: expected {expected!r}, got {actual!r}")
-
-
-# --------------------------------------------------------------------------
-# The server under test
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One `mandate serve` in its own temporary directory."""
-
-    def __init__(self, binary: Path, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.config_path = workdir / "mandate.toml"
-        self.config_path.write_text(CONFIG_TOML)
-        self.log_path = workdir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.issuer = ""
-        self.env: dict[str, str] = {}
-
-    def _env_for(self, port: int) -> dict[str, str]:
-        # Inherit the environment but none of the caller's MANDATE_* settings,
-        # so the run is hermetic.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MANDATE_")}
-        env.update(
-            MANDATE_BIND=f"127.0.0.1:{port}",
-            MANDATE_ISSUER=f"http://127.0.0.1:{port}",
-            MANDATE_DATABASE_URL=f"sqlite://{self.workdir}/m.db",
-            MANDATE_KEYS_DIR=str(self.workdir / "keys"),
-            NO_COLOR="1",  # plain server logs in server.log
-        )
-        return env
-
-    def start(self) -> None:
-        last_error = "not started"
-        # Picking a free port then binding it later can race with another
-        # process; retry a few times with a new port when the server exits early.
-        for _ in range(3):
-            self.port = free_port()
-            self.issuer = f"http://127.0.0.1:{self.port}"
-            self.env = self._env_for(self.port)
-            log = open(self.log_path, "ab")
-            try:
-                self.proc = subprocess.Popen(
-                    [str(self.binary), "serve", "--config", str(self.config_path)],
-                    env=self.env,
-                    cwd=self.workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                )
-            finally:
-                log.close()
-            deadline = time.monotonic() + READY_TIMEOUT_SECS
-            while time.monotonic() < deadline:
-                rc = self.proc.poll()
-                if rc is not None:
-                    last_error = f"server exited with status {rc} before /readyz was 200"
-                    self.proc = None
-                    break
-                try:
-                    r = requests.get(f"{self.issuer}/readyz", timeout=2)
-                    if r.status_code == 200:
-                        return
-                    last_error = f"/readyz answered {r.status_code}"
-                except requests.RequestException as e:
-                    last_error = f"/readyz: {e.__class__.__name__}"
-                time.sleep(0.1)
-            else:
-                self.stop()
-                raise CheckFailed(f"not ready after {READY_TIMEOUT_SECS}s: {last_error}")
-        raise CheckFailed(last_error)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        with open(self.log_path, "ab") as log:
-            log.write(f"--- mandate {' '.join(args)}\n".encode())
-        r = subprocess.run(
-            [str(self.binary), *args, "--config", str(self.config_path)],
-            env=self.env,
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        with open(self.log_path, "a") as log:
-            log.write(f"--- exit {r.returncode}; stderr:\n{r.stderr}")
-        return r
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError as e:
-            return f"(cannot read server log: {e})"
+suite = Suite("authlib-client-credentials")
 
 
 # --------------------------------------------------------------------------
 # Helpers
-
-
-def b64url_decode(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def session(ctx: dict[str, Any], method: str, secret: str | None = None) -> OAuth2Session:
@@ -215,12 +60,6 @@ def session(ctx: dict[str, Any], method: str, secret: str | None = None) -> OAut
 
     s.register_compliance_hook("access_token_response", capture)
     return s
-
-
-def need(ctx: dict[str, Any], *keys: str) -> None:
-    for k in keys:
-        if k not in ctx:
-            raise CheckFailed(f"prerequisite missing: {k} (an earlier check failed)")
 
 
 def served_key(ctx: dict[str, Any], kid: str) -> ECKey:
@@ -246,25 +85,14 @@ def verify(ctx: dict[str, Any], token: str) -> jwt.Token:
 # --------------------------------------------------------------------------
 # Checks
 
-CHECKS: list[tuple[str, Callable[[dict[str, Any]], None]]] = []
-
-
-def check(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
-    def register(fn: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-        CHECKS.append((name, fn))
-        return fn
-
-    return register
-
-
-@check("server starts and /readyz answers 200")
+@suite.check("server starts and /readyz answers 200")
 def c_server(ctx: dict[str, Any]) -> None:
     server: Server = ctx["server"]
     server.start()
     ctx["issuer"] = server.issuer
 
 
-@check("operator CLI creates a client_credentials client")
+@suite.check("operator CLI creates a client_credentials client")
 def c_client(ctx: dict[str, Any]) -> None:
     need(ctx, "issuer")
     server: Server = ctx["server"]
@@ -288,7 +116,7 @@ def c_client(ctx: dict[str, Any]) -> None:
     ctx["client_secret"] = out["client_secret"]
 
 
-@check("metadata: both well-known paths serve the same document")
+@suite.check("metadata: both well-known paths serve the same document")
 def c_metadata_same(ctx: dict[str, Any]) -> None:
     need(ctx, "issuer")
     s = OAuth2Session()
@@ -305,13 +133,13 @@ def c_metadata_same(ctx: dict[str, Any]) -> None:
     ctx["metadata"] = a
 
 
-@check("metadata: issuer is the configured issuer")
+@suite.check("metadata: issuer is the configured issuer")
 def c_metadata_issuer(ctx: dict[str, Any]) -> None:
     need(ctx, "metadata")
     expect_eq(ctx["metadata"].get("issuer"), ctx["issuer"], "issuer")
 
 
-@check("metadata: token_endpoint and jwks_uri are under the issuer")
+@suite.check("metadata: token_endpoint and jwks_uri are under the issuer")
 def c_metadata_endpoints(ctx: dict[str, Any]) -> None:
     need(ctx, "metadata")
     md = ctx["metadata"]
@@ -321,7 +149,7 @@ def c_metadata_endpoints(ctx: dict[str, Any]) -> None:
         expect(isinstance(v, str) and v.startswith(base), f"{k} {v!r} is not under {base!r}")
 
 
-@check("metadata: advertises client_credentials, basic/post auth and the scopes")
+@suite.check("metadata: advertises client_credentials, basic/post auth and the scopes")
 def c_metadata_support(ctx: dict[str, Any]) -> None:
     need(ctx, "metadata")
     md = ctx["metadata"]
@@ -335,7 +163,7 @@ def c_metadata_support(ctx: dict[str, Any]) -> None:
         expect(sc in scopes, f"{sc} not in scopes_supported {scopes!r}")
 
 
-@check("jwks: served JWK Set has ES256 signing keys with kid")
+@suite.check("jwks: served JWK Set has ES256 signing keys with kid")
 def c_jwks(ctx: dict[str, Any]) -> None:
     need(ctx, "metadata")
     r = requests.get(ctx["metadata"]["jwks_uri"], timeout=HTTP_TIMEOUT_SECS)
@@ -430,27 +258,27 @@ def verify_claims(ctx: dict[str, Any], method: str) -> None:
     ctx[f"jti:{method}"] = jti
 
 
-@check("client_secret_basic: authlib fetch_token(client_credentials) succeeds")
+@suite.check("client_secret_basic: authlib fetch_token(client_credentials) succeeds")
 def c_fetch_basic(ctx: dict[str, Any]) -> None:
     fetch(ctx, "client_secret_basic")
 
 
-@check("client_secret_basic: access token verifies against the JWKS with RFC 9068 claims")
+@suite.check("client_secret_basic: access token verifies against the JWKS with RFC 9068 claims")
 def c_verify_basic(ctx: dict[str, Any]) -> None:
     verify_claims(ctx, "client_secret_basic")
 
 
-@check("client_secret_post: authlib fetch_token(client_credentials) succeeds")
+@suite.check("client_secret_post: authlib fetch_token(client_credentials) succeeds")
 def c_fetch_post(ctx: dict[str, Any]) -> None:
     fetch(ctx, "client_secret_post")
 
 
-@check("client_secret_post: access token verifies against the JWKS with RFC 9068 claims")
+@suite.check("client_secret_post: access token verifies against the JWKS with RFC 9068 claims")
 def c_verify_post(ctx: dict[str, Any]) -> None:
     verify_claims(ctx, "client_secret_post")
 
 
-@check("jti differs between the two tokens")
+@suite.check("jti differs between the two tokens")
 def c_jti_distinct(ctx: dict[str, Any]) -> None:
     need(ctx, "jti:client_secret_basic", "jti:client_secret_post")
     expect(
@@ -459,7 +287,7 @@ def c_jti_distinct(ctx: dict[str, Any]) -> None:
     )
 
 
-@check("a token tampered in its payload fails verification")
+@suite.check("a token tampered in its payload fails verification")
 def c_tampered(ctx: dict[str, Any]) -> None:
     need(ctx, "token:client_secret_basic")
     token = ctx["token:client_secret_basic"]["access_token"]
@@ -495,18 +323,18 @@ def expect_oauth_error(ctx: dict[str, Any], code: str, method: str = "client_sec
     raise CheckFailed(f"no OAuthError; got a token with scope {token.get('scope')!r}")
 
 
-@check("wrong secret (basic): authlib raises OAuthError invalid_client")
+@suite.check("wrong secret (basic): authlib raises OAuthError invalid_client")
 def c_wrong_secret_basic(ctx: dict[str, Any]) -> None:
     expect_oauth_error(ctx, "invalid_client", secret="not-the-secret", resource=RESOURCE, scope=SCOPE)
 
 
-@check("wrong secret (post): authlib raises OAuthError invalid_client")
+@suite.check("wrong secret (post): authlib raises OAuthError invalid_client")
 def c_wrong_secret_post(ctx: dict[str, Any]) -> None:
     expect_oauth_error(ctx, "invalid_client", method="client_secret_post", secret="not-the-secret",
                        resource=RESOURCE, scope=SCOPE)
 
 
-@check("wrong secret: raw HTTP response is 401 with WWW-Authenticate")
+@suite.check("wrong secret: raw HTTP response is 401 with WWW-Authenticate")
 def c_wrong_secret_raw(ctx: dict[str, Any]) -> None:
     need(ctx, "client_id", "metadata")
     r = requests.post(
@@ -521,12 +349,12 @@ def c_wrong_secret_raw(ctx: dict[str, Any]) -> None:
     expect_eq(r.headers.get("Cache-Control"), "no-store", "Cache-Control")
 
 
-@check("scope of another resource: authlib raises OAuthError invalid_scope")
+@suite.check("scope of another resource: authlib raises OAuthError invalid_scope")
 def c_invalid_scope(ctx: dict[str, Any]) -> None:
     expect_oauth_error(ctx, "invalid_scope", resource=RESOURCE, scope=OTHER_RESOURCE_SCOPE)
 
 
-@check("unknown resource: authlib raises OAuthError invalid_target")
+@suite.check("unknown resource: authlib raises OAuthError invalid_target")
 def c_invalid_target(ctx: dict[str, Any]) -> None:
     expect_oauth_error(ctx, "invalid_target", resource=UNKNOWN_RESOURCE, scope=SCOPE)
 
@@ -535,44 +363,17 @@ def c_invalid_target(ctx: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    binary = Path(os.environ.get("MANDATE_BIN") or REPO / "target" / "debug" / "mandate")
-    workdir = Path(tempfile.mkdtemp(prefix="mandate-conformance-"))
-    server = Server(binary, workdir)
+    args = parse_args(__doc__.splitlines()[0])
+    server = Server(BASE_CONFIG, pg=args.pg, label="authlib-cc")
     ctx: dict[str, Any] = {"server": server}
-    passed = failed = 0
 
-    # A SIGTERM/SIGINT to this script still stops the server and cleans up.
-    def on_signal(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    try:
-        if not binary.is_file() or not os.access(binary, os.X_OK):
-            print(f"FAIL - server binary: {binary} is not an executable file (run `cargo build`)")
-            print("0 passed, 1 failed")
-            return 1
-        for name, fn in CHECKS:
-            try:
-                fn(ctx)
-            except CheckFailed as e:
-                failed += 1
-                print(f"FAIL - {name}: {e}", flush=True)
-            except Exception as e:  # an unexpected exception is a failure too
-                failed += 1
-                print(f"FAIL - {name}: {e.__class__.__name__}: {e}", flush=True)
-                traceback.print_exc(file=sys.stderr)
-            else:
-                passed += 1
-                print(f"ok - {name}", flush=True)
-    finally:
+    def cleanup(failed: bool) -> None:
         server.stop()
         if failed:
-            sys.stderr.write("----- server log -----\n" + server.logs() + "----- end of server log -----\n")
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+            server.dump_logs()
+        server.cleanup()
+
+    return suite.run(ctx, cleanup)
 
 
 if __name__ == "__main__":

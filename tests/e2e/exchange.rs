@@ -181,7 +181,9 @@ both!(
     assert_eq!(ex.len(), 2);
     assert_eq!(ex[1]["actor_chain"], json!([h.files.0, h.invoices.0]));
     assert_eq!(ex[1]["parent_jti"], c1["jti"]);
-    assert!(events.iter().any(|e| e["event"] == "token.denied" && e["reason"].as_str().unwrap().contains("3 actors")));
+    let denied = events.iter().find(|e| e["event"] == "token.denied" && e["reason"].as_str().unwrap().contains("3 actors")).unwrap();
+    assert_eq!(denied["actor_chain"], json!([h.reports.0, h.files.0, h.invoices.0]), "a denied exchange names the chain it would have made");
+    assert_eq!(denied["parent_jti"], c2["jti"]);
     app.stop().await;
 });
 

@@ -56,7 +56,13 @@ pub async fn grant(
     let subject = access_token::validate(&app.keys, &app.config.issuer, &req.subject_token, now)
         .map_err(|why| OAuthError::invalid_request(format!("subject_token is not valid: {why}")))?;
     audit.parent_jti = Some(subject.jti.clone());
-    audit.scope_requested = req.scope.clone();
+    // The chain this exchange would make, for the audit event of any outcome.
+    let act = Actor::over(
+        client.client_id.clone(),
+        client.client_type,
+        subject.act.as_ref(),
+    );
+    audit.actor_chain = Some(act.subs());
     let live = match lineage::check(app, &subject.jti).await? {
         Ok(live) => live,
         Err(dead) => {
