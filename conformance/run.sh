@@ -88,7 +88,12 @@ fi
 out="$(mktemp -d "${TMPDIR:-/tmp}/mandate-conformance-run.XXXXXX")"
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    # Each job is a subshell running `timeout SUITE`: stop the timeout (which
+    # passes SIGTERM on to the suite, which stops its servers), then the job.
+    for p in "${pids[@]}"; do
+        pkill -TERM -P "$p" 2>/dev/null || true
+        kill -TERM "$p" 2>/dev/null || true
+    done
     wait 2>/dev/null || true
     rm -rf "$out"
 }

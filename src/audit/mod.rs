@@ -82,6 +82,8 @@ event_kinds! {
     UserDisabled => "user.disabled",
     /// An operator added a signing key (`mandate keys rotate`).
     KeyRotated => "key.rotated",
+    /// An operator created an initial access token (`mandate registration-token create`).
+    RegistrationTokenCreated => "registration_token.created",
 }
 
 impl std::fmt::Display for EventKind {

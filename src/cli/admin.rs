@@ -10,13 +10,14 @@ use super::{fail, CliError};
 use secrecy::ExposeSecret;
 
 use crate::audit::{rfc3339, verify_chain, AuditEvent, EventKind, Outcome};
-use crate::config::Config;
+use crate::config::{Config, RegistrationMode};
 use crate::keys::KeyRing;
 use crate::oauth::clients::{operator_client, ClientSpec};
 use crate::secret;
 use crate::state::Clock;
 use crate::store::audit::{self as audit_store, Entry, Filter};
 use crate::store::clients::{self, Client};
+use crate::store::registration_tokens;
 use crate::store::users::{self, User};
 use crate::store::{Db, Open, StoreError, Tx};
 
@@ -110,6 +111,17 @@ pub enum AuditCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum RegistrationTokenCmd {
+    /// Create a single-use initial access token for `POST /register`; prints
+    /// it once (only its hash is stored).
+    Create {
+        /// Seconds until the token expires (1 to 31536000).
+        #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+        expires_in: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TokenCmd {
     /// Check an access token against the published keys in keys_dir: ES256
     /// signature, `typ`, `iss` and `exp`; prints its claims.
@@ -131,6 +143,49 @@ pub async fn token(config: Config, cmd: TokenCmd, json: bool) -> Result<(), CliE
             exp - now
         );
         println!("{}", serde_json::to_string_pretty(&claims)?);
+    }
+    Ok(())
+}
+
+/// `mandate registration-token create`: a 256-bit initial access token (RFC
+/// 7591 §3) for registration mode `token`, single-use, stored as SHA-256 and
+/// audited (without the token) in the same transaction.
+pub async fn registration_token(
+    config: Config,
+    cmd: RegistrationTokenCmd,
+    json: bool,
+) -> Result<(), CliError> {
+    let RegistrationTokenCmd::Create { expires_in } = cmd;
+    let now = Clock::default().now();
+    let expires_at = now + expires_in as i64;
+    let token = secret::random_token();
+    let db = open_db(&config).await?;
+    let mut tx = db.begin().await?;
+    registration_tokens::insert(&mut tx, &secret::hash(&token), expires_at, now).await?;
+    let mut event = operator_event(
+        EventKind::RegistrationTokenCreated,
+        "registration-token create",
+        now,
+    );
+    event.reason = Some(format!(
+        "operator: mandate registration-token create: expires {}",
+        rfc3339(expires_at)
+    ));
+    commit_with(tx, event).await?;
+    db.close().await;
+    if config.registration.mode != RegistrationMode::Token {
+        eprintln!(
+            "mandate: note: [registration] mode is not \"token\"; /register does not ask for this token"
+        );
+    }
+    if json {
+        print_json(&json!({"token": token, "expires_at": expires_at}));
+    } else {
+        println!("initial access token: {token}");
+        println!(
+            "single use, expires {}; shown once, stored only as a hash",
+            rfc3339(expires_at)
+        );
     }
     Ok(())
 }
@@ -241,6 +296,13 @@ pub async fn client(config: Config, cmd: ClientCmd, json: bool) -> Result<(), Cl
                 jwks_uri,
                 jwks,
             };
+            // Without any configured resource, the demo's (SPEC §1's example)
+            // are the ones `serve --demo` serves: clients for the demo can name them.
+            let mut config = config.clone();
+            if config.resources.is_empty() {
+                config.resources =
+                    super::serve::demo_resources(config.tokens.access_token_ttl_secs);
+            }
             let (client, secret) = operator_client(&config, spec, now).map_err(fail)?;
             let mut tx = db.begin().await?;
             match clients::insert(&mut tx, &client).await {

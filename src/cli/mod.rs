@@ -79,6 +79,9 @@ pub enum Command {
     /// Inspect access tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
+    /// Initial access tokens for `POST /register` (registration mode "token").
+    #[command(subcommand)]
+    RegistrationToken(admin::RegistrationTokenCmd),
 }
 
 /// A failure of a command: printed as one line, exit code 1 (2 for config).
@@ -142,6 +145,7 @@ pub fn run(args: Args) -> ExitCode {
             Command::Keys(cmd) => admin::keys(config, cmd, json).await,
             Command::Audit(cmd) => admin::audit(config, cmd, json).await,
             Command::Token(cmd) => admin::token(config, cmd, json).await,
+            Command::RegistrationToken(cmd) => admin::registration_token(config, cmd, json).await,
         }
     });
     finish(Ok(result))

@@ -83,6 +83,7 @@ async fn shutdown_signal() {
 }
 
 pub const DEMO_RESOURCE: &str = "https://api.example.com";
+pub const DEMO_FILES: &str = "https://files.example.com";
 pub const DEMO_CLIENT: &str = "demo-agent";
 pub const DEMO_USER: &str = "demo";
 /// Where the demo's browser flow ends (nothing needs to listen there).
@@ -122,7 +123,7 @@ pub fn demo_resources(ttl: u64) -> Vec<Resource> {
             ],
         },
         Resource {
-            id: "https://files.example.com".into(),
+            id: DEMO_FILES.into(),
             name: "Files API".into(),
             access_token_ttl_secs: ttl,
             scopes: vec![scope("files:read", "Read your files")],
@@ -168,8 +169,8 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
             GrantType::RefreshToken,
         ],
         redirect_uris: vec![DEMO_REDIRECT.into()],
-        resources: vec![DEMO_RESOURCE.into()],
-        scopes: vec!["invoices:read".into()],
+        resources: vec![DEMO_RESOURCE.into(), DEMO_FILES.into()],
+        scopes: vec!["invoices:read".into(), "files:read".into()],
         owns_resources: vec![],
         exchange_to: vec![],
         dpop_bound_access_tokens: false,
@@ -211,9 +212,10 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
     };
     let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
     let authorize = format!(
-        "{iss}/authorize?response_type=code&client_id={DEMO_CLIENT}&redirect_uri={}&scope=invoices%3Aread&resource={}&state=demo&code_challenge={challenge}&code_challenge_method=S256",
+        "{iss}/authorize?response_type=code&client_id={DEMO_CLIENT}&redirect_uri={}&scope=invoices%3Aread+files%3Aread&resource={}&resource={}&state=demo&code_challenge={challenge}&code_challenge_method=S256",
         enc(DEMO_REDIRECT),
-        enc(DEMO_RESOURCE)
+        enc(DEMO_RESOURCE),
+        enc(DEMO_FILES)
     );
     Ok(format!(
         "\nmandate demo is running at {iss}\n\
@@ -226,7 +228,7 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
          \x20 curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials -d resource={DEMO_RESOURCE} -d scope=invoices:read {iss}/token\n\
          \n\
          Verify it (ES256 signature against the published keys, typ, iss, exp) and print its claims:\n\
-         \x20 TOKEN=$(curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials {iss}/token | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')\n\
+         \x20 TOKEN=$(curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=client_credentials -d resource={DEMO_RESOURCE} {iss}/token | python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')\n\
          \x20 cargo run --release -q -- token verify \"$TOKEN\"\n\
          Resource servers verify it with any JOSE library against {iss}/jwks.json.\n\
          \n\
@@ -234,7 +236,7 @@ async fn seed_demo(db: &Db, config: &Config, now: i64) -> Result<String, CliErro
          \x20 1. open {authorize}\n\
          \x20 2. sign in as {DEMO_USER} / {password} and press Allow; the browser then goes to\n\
          \x20    {DEMO_REDIRECT}?code=...  (nothing listens there: copy `code` from the address bar)\n\
-         \x20 3. curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=authorization_code -d code=PASTE_THE_CODE -d redirect_uri={DEMO_REDIRECT} -d code_verifier={verifier} {iss}/token\n\
+         \x20 3. curl -s -u '{DEMO_CLIENT}:{client_secret}' -d grant_type=authorization_code -d code=PASTE_THE_CODE -d redirect_uri={DEMO_REDIRECT} -d code_verifier={verifier} -d resource={DEMO_RESOURCE} {iss}/token\n\
          \x20 The token's sub is {DEMO_USER}, its act names the agent; {iss}/account lists the grant and can revoke it.\n\
          \n\
          Metadata: {iss}/.well-known/oauth-authorization-server\n"

@@ -10,6 +10,7 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let status = match (self.status_hint, self.code) {
             (Some(StatusHint::PayloadTooLarge), _) => StatusCode::PAYLOAD_TOO_LARGE,
+            (Some(StatusHint::Forbidden), _) => StatusCode::FORBIDDEN,
             (_, ErrorCode::InvalidClient | ErrorCode::InvalidToken) => StatusCode::UNAUTHORIZED,
             (_, ErrorCode::ServerError) => StatusCode::INTERNAL_SERVER_ERROR,
             (_, ErrorCode::TemporarilyUnavailable) => StatusCode::SERVICE_UNAVAILABLE,

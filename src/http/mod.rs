@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod error;
 pub mod introspect;
 pub mod ops;
+pub mod register;
 pub mod session;
 pub mod token;
 pub mod views;

@@ -69,6 +69,9 @@ impl ErrorCode {
 pub enum StatusHint {
     /// 413: the body is over the endpoint's size limit.
     PayloadTooLarge,
+    /// 403: the request is understood and refused as such (registration
+    /// closed, RFC 7591 §3).
+    Forbidden,
 }
 
 #[derive(Debug, thiserror::Error)]

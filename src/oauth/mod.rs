@@ -4,6 +4,7 @@
 pub mod access_token;
 pub mod act;
 pub mod authorize;
+pub mod cimd;
 pub mod client_auth;
 pub mod clients;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod grants;
 pub mod introspect;
 pub mod lineage;
 pub mod login;
+pub mod register;
 pub mod scope;
 pub mod token;
 pub mod types;

@@ -366,6 +366,21 @@ pub async fn spawn_app_with(backend: Backend, top_level_toml: &str) -> (Env, Tes
     (env, app)
 }
 
+/// [`spawn_app`] with `registration_toml` as the body of a `[registration]`
+/// table placed after [`CONFIG`], e.g. `mode = "token"`.
+pub async fn spawn_app_with_registration(
+    backend: Backend,
+    registration_toml: &str,
+) -> (Env, TestApp) {
+    let env = Env::new(
+        backend,
+        &format!("{CONFIG}\n[registration]\n{registration_toml}\n"),
+    )
+    .await;
+    let app = start(&env).await;
+    (env, app)
+}
+
 /// Starts a server on `env` (a restart when one ran before).
 pub async fn start(env: &Env) -> TestApp {
     start_with(env, |_| {}).await

@@ -4,12 +4,14 @@
 mod helpers;
 
 mod authorize;
+mod cimd;
 mod cli;
 mod discovery;
 mod durability;
 mod exchange;
 mod hardening;
 mod keys;
+mod register;
 mod restart;
 mod rs;
 mod store;
