@@ -169,6 +169,8 @@ async fn purge(state: &AppState) -> Result<(), store::StoreError> {
     store::sessions::purge_expired(&state.db, now).await?;
     store::authorization_requests::purge_expired(&state.db, now).await?;
     store::codes::purge_expired(&state.db, now - 86_400).await?;
+    store::registration_tokens::purge_expired(&state.db, now - 86_400).await?;
+    store::metadata_documents::purge_expired(&state.db, now).await?;
     Ok(())
 }
 

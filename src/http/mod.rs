@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/token", post(token::token_post))
         .route("/introspect", post(introspect::introspect_post))
         .route("/revoke", post(introspect::revoke_post))
+        .route("/register", post(register::register_post))
         .route("/authorize", get(browser::authorize_get))
         .route("/login", get(browser::login_get).post(browser::login_post))
         .route(

@@ -139,7 +139,11 @@ fn page(message: impl Into<String>) -> AuthorizeError {
 /// Looks up the client of a request: a registered one, or a Client ID
 /// Metadata Document URL.
 pub async fn find_client(app: &AppState, client_id: &str, now: i64) -> Result<Client, String> {
-    let _ = now; // CIMD-WIRE
+    if super::cimd::is_metadata_url(client_id) {
+        return super::cimd::resolve(app, client_id, now)
+            .await
+            .map_err(|e| e.to_string());
+    }
     match clients::get(&app.db, client_id).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err("This application is not known to this server (unknown client_id).".into()),

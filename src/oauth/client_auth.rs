@@ -14,8 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::error::OAuthError;
 use super::form::{decode, Params};
 use crate::secret;
+use crate::state::AppState;
 use crate::store::clients::{self, Client};
-use crate::store::Db;
 
 /// The `Authorization` header as received. A header that is not text is
 /// not "no header": it is a failed authentication, so the one-method rule
@@ -129,14 +129,25 @@ fn bad_client(detail: &'static str) -> OAuthError {
 
 const FAILED: &str = "client authentication failed";
 
-/// Checks `p` against the stored client. Returns the client on success.
-pub async fn authenticate(db: &Db, p: &Presented) -> Result<Client, OAuthError> {
+/// Checks `p` against the stored client (or, for a Client ID Metadata
+/// Document URL presented alone, the client its document describes: a
+/// public client). Returns the client on success.
+pub async fn authenticate(app: &AppState, p: &Presented) -> Result<Client, OAuthError> {
     let Some(client_id) = p.client_id() else {
         return Err(OAuthError::invalid_client(
             "client authentication is required",
         ));
     };
-    let client = clients::get(db, client_id).await?;
+    if let (Presented::IdOnly { .. }, true) = (p, super::cimd::is_metadata_url(client_id)) {
+        return match super::cimd::resolve(app, client_id, app.clock.now()).await {
+            Ok(c) if c.public => Ok(c),
+            Ok(_) => Err(OAuthError::invalid_client(
+                "this client's metadata document asks for private_key_jwt, which the token endpoint does not support yet",
+            )),
+            Err(e) => Err(OAuthError::invalid_client(format!("client metadata document: {e}"))),
+        };
+    }
+    let client = clients::get(&app.db, client_id).await?;
     // Hash even when the client is unknown, so timing does not reveal which ids exist.
     let (ok, client) = match (p, client) {
         (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(c)) => {

@@ -63,7 +63,7 @@ async fn read(
     audit.client_id = presented
         .client_id()
         .map(|id| crate::text::escape_unsafe(id).chars().take(256).collect());
-    let client = client_auth::authenticate(&app.db, &presented).await?;
+    let client = client_auth::authenticate(app, &presented).await?;
     audit.client_type = Some(client.client_type.as_str().into());
     let Some(token) = params.get("token") else {
         return Err(OAuthError::invalid_request("missing `token`"));

@@ -319,7 +319,7 @@ async fn decide(
     audit.scope_requested = params.get("scope").map(audit_text);
     let presented = client_auth::presented(&req.authorization, &params)?;
     audit.client_id = presented.client_id().map(audit_text);
-    let client = client_auth::authenticate(&app.db, &presented).await?;
+    let client = client_auth::authenticate(app, &presented).await?;
     audit.client_type = Some(client.client_type.as_str().into());
     match TokenGrant::parse(&params)? {
         TokenGrant::ClientCredentials(r) => {

@@ -367,3 +367,87 @@ async fn revocation_holds_across_instances() {
     two.stop().await;
     one.stop().await;
 }
+
+/// The same chain against the real `mandate serve` binary: clients made with
+/// the CLI, tokens over HTTP, the nested `act` checked with an independent
+/// JOSE library, then the root revoked and the tree dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_on_a_real_server_process() {
+    let env = Env::new(Backend::Sqlite, &config()).await;
+    let h = hops(&env);
+    let port = crate::helpers::free_port();
+    let server = env
+        .serve_process(port, &[], &[], &env.dir().join("serve.log"))
+        .await;
+    let http = reqwest::Client::new();
+    let token = |c: (String, String), form: Vec<(&'static str, String)>| {
+        let (http, url) = (http.clone(), format!("{}/token", server.base));
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth(&c.0, Some(&c.1))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let root = token(
+        h.agent.clone(),
+        vec![
+            ("grant_type", "client_credentials".into()),
+            ("resource", API.into()),
+            ("scope", "invoices:read".into()),
+        ],
+    )
+    .await;
+    let ex = |subject: String, to: &'static str| {
+        vec![
+            ("grant_type", TE.to_string()),
+            ("subject_token", subject),
+            ("subject_token_type", AT.to_string()),
+            ("resource", to.to_string()),
+        ]
+    };
+    let hop1 = token(h.invoices.clone(), ex(root.clone(), FILES)).await;
+    let hop2 = token(h.files.clone(), ex(hop1.clone(), REPORTS)).await;
+    let jwks: Value = http
+        .get(format!("{}/jwks.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, c2) = verify(&hop2, &jwks, &server.base, REPORTS);
+    assert_eq!(
+        c2["act"],
+        json!({"sub": h.files.0, "client_type": "service", "act": {"sub": h.invoices.0, "client_type": "service"}})
+    );
+    let r = http
+        .post(format!("{}/revoke", server.base))
+        .basic_auth(&h.agent.0, Some(&h.agent.1))
+        .form(&[("token", root.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = http
+        .post(format!("{}/introspect", server.base))
+        .basic_auth(&h.reports.0, Some(&h.reports.1))
+        .form(&[("token", hop2.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"active": false}));
+    server.stop();
+    assert!(env.cli(&["audit", "verify"]).status.success());
+}

@@ -106,6 +106,8 @@ both!(
     assert_eq!(rs.jwks_fetches(), 1);
     assert!(env.cli(&["keys", "rotate", "--now"]).status.success());
     app.state.keys.refresh().unwrap();
+    // The new key signs from the CLI's own clock reading: sign at or after it.
+    let now = app.state.clock.now() + 1;
     let rotated = sign(&app, &claims(&app, now));
     assert_ne!(
         jsonwebtoken::decode_header(&rotated).unwrap().kid,
