@@ -453,6 +453,14 @@ fn host_of(url: &str) -> String {
         .unwrap_or_else(|| url.to_string())
 }
 
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn login_url(req_id: &str) -> String {
+    format!("/login?req={}", encode(req_id))
+}
+
 /// GET /consent: who asks, for what, `Allow` / `Deny` (SPEC §4).
 pub async fn consent_get(
     State(app): State<AppState>,
@@ -464,10 +472,10 @@ pub async fn consent_get(
     let result = async {
         let req_id = query_param(query.as_deref(), "req").unwrap_or_default();
         let Some(session) = session::current(&app, &headers, now).await? else {
-            return Ok(see_other(&format!("/login?req={req_id}")));
+            return Ok(see_other(&login_url(&req_id)));
         };
         let Some(login) = &session.login else {
-            return Ok(see_other(&format!("/login?req={req_id}")));
+            return Ok(see_other(&login_url(&req_id)));
         };
         let (req, client) = load_request(&app, &session, &req_id, now).await?;
         let resources = req

@@ -107,7 +107,18 @@ async fn identify(app: &AppState, token: &str, now: i64) -> Result<Known, StoreE
 /// `POST /introspect`. Returns the RFC 7662 response object.
 pub async fn introspect(app: &AppState, q: TokenQuery, now: i64) -> Result<Value, OAuthError> {
     let mut audit = event(EventKind::TokenIntrospected, &q, now);
-    let (client, token) = match read(app, &q, &mut audit).await {
+    // RFC 7662 §2.1: the endpoint MUST require some form of authorization; a
+    // public client's bare client_id proves nothing.
+    let read = read(app, &q, &mut audit).await.and_then(|(client, token)| {
+        if client.public {
+            Err(OAuthError::invalid_client(
+                "introspection needs an authenticated (confidential) client",
+            ))
+        } else {
+            Ok((client, token))
+        }
+    });
+    let (client, token) = match read {
         Ok(r) => r,
         Err(e) => {
             audit.reason = Some(format!("{}: {}", e.code.as_str(), e.description));

@@ -451,3 +451,14 @@ async fn chain_on_a_real_server_process() {
     server.stop();
     assert!(env.cli(&["audit", "verify"]).status.success());
 }
+
+both!(
+    /// A public client's bare client_id cannot introspect (RFC 7662 §2.1).
+    public_clients_cannot_introspect, |backend| async move {
+    let (env, app, h) = spawn(backend).await;
+    let root = cc(&app, &h.agent, API, "invoices:read").await;
+    let public = env.cli_json(&["client", "create", "--name", "pub", "--public", "--redirect-uri", "http://127.0.0.1/cb", "--json"]);
+    let r = app.http.post(app.url("/introspect")).form(&[("client_id", public["client_id"].as_str().unwrap()), ("token", root.as_str())]).send().await.unwrap();
+    assert_error(r, 401, "invalid_client", "introspection needs an authenticated (confidential) client").await;
+    app.stop().await;
+});
