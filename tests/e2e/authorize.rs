@@ -552,3 +552,33 @@ async fn session_continues_on_another_instance() {
     two.stop().await;
     one.stop().await;
 }
+
+both!(
+    /// A client registered at /register (RFC 7591, public, as MCP clients
+    /// register) completes the flow for any configured resource, and may not
+    /// use client credentials.
+    registered_client_completes_the_flow, |backend| async move {
+    let (env, app) = spawn_app(backend).await;
+    env.create_user("alice", "correct horse battery", &[]);
+    let r = app.http.post(app.url("/register")).json(&serde_json::json!({
+        "client_name": "MCP Inspector",
+        "redirect_uris": [REDIRECT],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "application_type": "native",
+        "software_id": "inspector",
+    })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let reg: Value = r.json().await.unwrap();
+    let client_id = reg["client_id"].as_str().unwrap().to_string();
+    let b = browser();
+    let q = get_code(&b, &app, &client_id, &format!("&scope=files:read&resource={}", urlencode(FILES))).await;
+    let r = exchange(&app, &client_id, &q["code"], &[]).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let (_, claims) = verify(body["access_token"].as_str().unwrap(), &app.jwks().await, &app.base, FILES);
+    assert_eq!(claims["act"], serde_json::json!({"sub": client_id, "client_type": "ai-agent"}));
+    let r = app.http.post(app.url("/token")).form(&[("grant_type", "client_credentials"), ("client_id", client_id.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    app.stop().await;
+});
