@@ -299,7 +299,7 @@ both!(
     assert!(revoked.is_some(), "the token from the first use is revoked");
     // Its refresh token is dead too.
     let r = app.http.post(app.url("/token")).form(&[("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"].as_str().unwrap()), ("client_id", &client_id)]).send().await.unwrap();
-    assert_eq!(r.status(), 400);
+    assert_error(r, 400, "invalid_grant", "the refresh token's grant has been revoked").await;
     app.stop().await;
 });
 

@@ -38,6 +38,17 @@ pub async fn grant(
             )
         }
         Rotated::AlreadyUsed(t) => {
+            // Spent by a revocation (the user, a code replay, /revoke) rather
+            // than by a rotation: say so, and there is nothing more to revoke.
+            if let Some(g) = grants::get(&mut tx, &t.grant_id).await? {
+                if g.revoked_at.is_some() {
+                    audit.user = Some(g.username);
+                    return Err(OAuthError::invalid_grant(
+                        "the refresh token's grant has been revoked",
+                    )
+                    .into());
+                }
+            }
             grants::revoke(&mut tx, &t.grant_id, now).await?;
             let revoked = revoked_event(audit, &t.grant_id, "refresh token reused");
             return Err(Refusal::with_tx(
