@@ -10,7 +10,8 @@
 #
 # and, when MANDATE_TEST_PG is set (e.g. postgres://postgres@127.0.0.1:5432;
 # .ci/test sets it), `authlib-code-flow` and `browser` once more on a fresh
-# PostgreSQL database each (`mandate_test_<random>`, dropped afterwards; needs psql).
+# PostgreSQL database each (`mandate_test_<random>`; needs psql; .ci/test drops
+# such databases at its start, as it does those of the Rust tests).
 #
 #   bash conformance/run.sh [SUITE...]     # all suites, or only those named
 #
