@@ -168,6 +168,7 @@ fn request_id(req: &Request) -> String {
 async fn request_context(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
     let method = crate::metrics::method_label(req.method());
+    let endpoint = crate::metrics::endpoint_label(req.uri().path());
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -205,6 +206,10 @@ async fn request_context(State(app): State<AppState>, mut req: Request, next: Ne
         .inc();
     app.metrics
         .http_duration
+        .get_or_create(&crate::metrics::EndpointLabels {
+            endpoint,
+            outcome: crate::metrics::outcome_label(status),
+        })
         .observe(started.elapsed().as_secs_f64());
     span.in_scope(|| {
         tracing::info!(

@@ -38,6 +38,12 @@ pub async fn readyz_get(State(app): State<AppState>) -> impl IntoResponse {
 
 /// GET /metrics: Prometheus / OpenMetrics text.
 pub async fn metrics_get(State(app): State<AppState>) -> impl IntoResponse {
+    app.metrics
+        .audit_queue_depth
+        .set(app.audit.queue_depth() as i64);
+    let (size, idle) = app.db.pool_use();
+    app.metrics.db_pool_connections.set(size as i64);
+    app.metrics.db_pool_idle.set(idle as i64);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -251,6 +251,11 @@ impl AuditWriter {
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
     }
+
+    /// Events queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
 }
 
 /// The running writer task.

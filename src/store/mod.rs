@@ -324,6 +324,11 @@ impl Db {
         Ok(())
     }
 
+    /// (open, idle) connections of the pool.
+    pub fn pool_use(&self) -> (u32, usize) {
+        on_db!(self, |p| (p.size(), p.num_idle()))
+    }
+
     pub async fn close(&self) {
         on_db!(self, |p| p.close().await)
     }

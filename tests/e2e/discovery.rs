@@ -184,6 +184,12 @@ both!(
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
         assert!(!text.contains("made-up"));
+        // Latency per endpoint and outcome; queue depth and pool use.
+        assert!(text.contains(r#"mandate_http_request_duration_seconds_count{endpoint="/token",outcome="2xx"} 1"#), "{text}");
+        assert!(text.contains(r#"mandate_http_request_duration_seconds_count{endpoint="/token",outcome="4xx"} 2"#), "{text}");
+        for gauge in ["mandate_audit_queue_depth ", "mandate_db_pool_connections ", "mandate_db_pool_idle "] {
+            assert!(text.lines().any(|l| l.starts_with(gauge)), "missing {gauge} in:\n{text}");
+        }
         assert!(text.contains(r#"mandate_http_requests_total{method="POST",status="200"} 1"#), "{text}");
         app.stop().await;
     }
