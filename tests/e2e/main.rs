@@ -14,5 +14,6 @@ mod keys;
 mod register;
 mod restart;
 mod rs;
+mod scale;
 mod store;
 mod token;
