@@ -80,3 +80,53 @@ both!(
         app.stop().await;
     }
 );
+
+both!(
+    /// `keys rotate` under load: tokens issued before, during and after the
+    /// rotation all verify, at a resource server that follows the JWKS and
+    /// against the JWKS served afterwards — zero failed verifications.
+    rotation_under_load_fails_no_verification, |backend| async move {
+    let (env, app) = crate::helpers::spawn_app(backend).await;
+    let (id, secret) = env.create_client(&["--resource", "https://api.example.com", "--scope", "invoices:read"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, url, id, secret, stop) = (app.http.clone(), app.url("/token"), id.clone(), secret.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tokens = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || tokens.len() < 5 {
+                let r = http.post(&url).basic_auth(&id, Some(&secret)).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                tokens.push(r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string());
+            }
+            tokens
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let out = env.cli(&["keys", "rotate", "--now"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The instance picks the new key up (a JWKS request re-reads the directory).
+    let _ = app.jwks().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.extend(t.await.unwrap());
+    }
+    let kids: std::collections::HashSet<String> = tokens.iter().map(|t| jsonwebtoken::decode_header(t).unwrap().kid.unwrap()).collect();
+    assert_eq!(kids.len(), 2, "tokens of both keys were issued during the burst");
+    let jwks = app.jwks().await;
+    let mut cfg = mandate::rs::RsConfig::new(&app.base, "https://api.example.com", "http://127.0.0.1:1");
+    cfg.min_refetch = std::time::Duration::from_millis(0);
+    let rs = mandate::rs::ResourceServer::new(cfg);
+    let now = app.state.clock.now();
+    let mut failed = 0;
+    for t in &tokens {
+        crate::helpers::verify(t, &jwks, &app.base, "https://api.example.com");
+        if rs.validate(t, now).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0, "every token verifies across the rotation");
+    app.stop().await;
+});
