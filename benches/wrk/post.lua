@@ -1,0 +1,16 @@
+-- A fixed form POST with HTTP Basic client authentication, for wrk.
+-- Environment: BENCH_BODY_FILE (the urlencoded body), BENCH_AUTH (the whole
+-- Authorization header value). The path is in wrk's URL.
+package.path = os.getenv("BENCH_WRK_DIR") .. "/?.lua;" .. package.path
+local report = require("report")
+
+local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+
+function done(summary, latency, requests)
+  report.line(summary, latency, 0)
+end
