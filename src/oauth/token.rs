@@ -353,8 +353,13 @@ async fn issue_token(
     } = issue;
     let access_token = match claims.sign(&app.keys) {
         Ok(t) => t,
-        // The grant's transaction rolls back: nothing single-use is spent.
-        Err(e) => return Err(refuse(app, audit, OAuthError::server_error(e).into()).await),
+        Err(e) => {
+            // The grant's transaction rolls back (before the refusal is
+            // written: it must not hold the write lock): nothing single-use
+            // is spent.
+            drop(tx);
+            return Err(refuse(app, audit, OAuthError::server_error(e).into()).await);
+        }
     };
     audit.event = event;
     audit.outcome = Outcome::Success;
