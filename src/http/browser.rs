@@ -391,11 +391,8 @@ pub async fn login_post(
             event.client_id = Some(client.client_id.clone());
             event.client_type = Some(client.client_type.as_str().into());
         }
-        let attempt = if username.is_empty() || password.is_empty() {
-            Attempt::Failed
-        } else {
-            login::attempt(&app, &username, password, event, now).await?
-        };
+        // Empty fields too: counted, throttled and audited like any failure.
+        let attempt = login::attempt(&app, &username, password, event, now).await?;
         let Attempt::Success(login) = attempt else {
             let message = attempt.message();
             let view = LoginView {
