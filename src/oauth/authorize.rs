@@ -412,14 +412,7 @@ pub fn resolve_grant(
     };
     let mut resources: Vec<String> = Vec::new();
     for id in requested_resources {
-        if id
-            .chars()
-            .any(|c| c.is_whitespace() || crate::text::is_unsafe(c))
-        {
-            return Err(OAuthError::invalid_target(
-                "`resource` must be an absolute URI without whitespace or control characters",
-            ));
-        }
+        super::scope::check_resource_text(id)?;
         if config.resource(id).is_none() {
             return Err(OAuthError::invalid_target(format!(
                 "unknown resource `{id}`"

@@ -134,22 +134,21 @@ pub async fn introspect(app: &AppState, q: TokenQuery, now: i64) -> Result<Value
     match identify(app, &token, now).await? {
         Known::Nothing(why) => inactive(why, audit).await,
         Known::Refresh(t) => {
-            let live = t.used_at.is_none()
-                && t.expires_at > now
-                && matches!(grants::get(&app.db, &t.grant_id).await?, Some(g) if g.revoked_at.is_none());
-            if !live {
+            let grant = grants::get(&app.db, &t.grant_id)
+                .await?
+                .filter(|g| g.revoked_at.is_none());
+            let Some(grant) = grant.filter(|_| t.used_at.is_none() && t.expires_at > now) else {
                 return inactive("refresh token used, expired or revoked".into(), audit).await;
-            }
+            };
             if t.client_id != client.client_id {
                 return inactive("a refresh token of another client".into(), audit).await;
             }
-            let grant = grants::get(&app.db, &t.grant_id).await?;
             Ok(json!({
                 "active": true,
                 "token_type": "refresh_token",
                 "client_id": t.client_id,
                 "scope": t.scopes.join(" "),
-                "sub": grant.map(|g| g.username),
+                "sub": grant.username,
                 "iat": t.issued_at,
                 "exp": t.expires_at,
                 "iss": app.config.issuer,

@@ -9,6 +9,21 @@ use url::Url;
 use super::error::OAuthError;
 use crate::config::{Config, Resource, Scope};
 
+/// Refuses a `resource` (or `audience`) holding whitespace or a control
+/// character, without echoing it. URL parsers drop tabs and newlines (WHATWG
+/// URL), so `https://api%0A` could otherwise parse as a valid URL.
+pub fn check_resource_text(id: &str) -> Result<(), OAuthError> {
+    if id
+        .chars()
+        .any(|c| c.is_whitespace() || crate::text::is_unsafe(c))
+    {
+        return Err(OAuthError::invalid_target(
+            "`resource` must be an absolute URI without whitespace or control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Picks the one audience of a token from the `resource` values of a request.
 /// With none, a client permitted exactly one resource gets that one.
 pub fn resolve_audience<'c>(
@@ -37,17 +52,7 @@ pub fn resolve_audience<'c>(
             ))
         }
     };
-    // URL parsers drop tabs and newlines (WHATWG URL), so `https://api%0A`
-    // could parse as a valid URL: refuse such text before parsing, and never
-    // echo it.
-    if id
-        .chars()
-        .any(|c| c.is_whitespace() || crate::text::is_unsafe(c))
-    {
-        return Err(OAuthError::invalid_target(
-            "`resource` must be an absolute URI without whitespace or control characters",
-        ));
-    }
+    check_resource_text(id)?;
     // RFC 8707 §2: "MUST be an absolute URI ... MUST NOT include a fragment component."
     match Url::parse(id) {
         Ok(u) if u.fragment().is_none() => {}

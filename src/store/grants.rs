@@ -138,29 +138,18 @@ pub async fn revoke(tx: &mut Tx, id: &str, now: i64) -> Result<bool, StoreError>
     .execute(c)
     .await
     .map(|r| r.rows_affected()))?;
-    on_tx!(&mut *tx, |c| sqlx::query(
-        "UPDATE tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL"
-    )
-    .bind(now)
-    .bind(id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))?;
-    on_tx!(&mut *tx, |c| sqlx::query(
-        "UPDATE refresh_tokens SET used_at = $1 WHERE grant_id = $2 AND used_at IS NULL"
-    )
-    .bind(now)
-    .bind(id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))?;
-    on_tx!(&mut *tx, |c| sqlx::query(
-        "UPDATE codes SET used_at = $1 WHERE grant_id = $2 AND used_at IS NULL"
-    )
-    .bind(now)
-    .bind(id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))?;
+    // Everything issued from the grant carries its id.
+    for sql in [
+        "UPDATE tokens SET revoked_at = $1 WHERE grant_id = $2 AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET used_at = $1 WHERE grant_id = $2 AND used_at IS NULL",
+        "UPDATE codes SET used_at = $1 WHERE grant_id = $2 AND used_at IS NULL",
+    ] {
+        on_tx!(&mut *tx, |c| sqlx::query(sql)
+            .bind(now)
+            .bind(id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
     Ok(live > 0)
 }

@@ -47,14 +47,7 @@ pub fn grant_audience<'c>(
             ))
         }
     };
-    if id
-        .chars()
-        .any(|c| c.is_whitespace() || crate::text::is_unsafe(c))
-    {
-        return Err(OAuthError::invalid_target(
-            "`resource` must be an absolute URI without whitespace or control characters",
-        ));
-    }
+    crate::oauth::scope::check_resource_text(id)?;
     if !grant.resources.iter().any(|r| r == id) {
         return Err(OAuthError::invalid_target(format!(
             "`{id}` is not one of the resources this grant covers"

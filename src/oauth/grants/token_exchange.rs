@@ -203,14 +203,7 @@ fn target(req: &TokenExchangeRequest) -> Result<String, OAuthError> {
             "name the next hop with `resource` or `audience`",
         )),
         [one] => {
-            if one
-                .chars()
-                .any(|c| c.is_whitespace() || crate::text::is_unsafe(c))
-            {
-                return Err(OAuthError::invalid_target(
-                    "`resource` must be an absolute URI without whitespace or control characters",
-                ));
-            }
+            crate::oauth::scope::check_resource_text(one)?;
             Ok((*one).clone())
         }
         _ => Err(OAuthError::invalid_target(
