@@ -287,11 +287,14 @@ class Server:
 
     def start(self):
         """Starts the server pinned to core 0; returns ms from spawn to first 200."""
+        return self.start_on("0")
+
+    def start_on(self, cores):
         if self.port is None:
             self.port = free_port()  # kept across restarts (mandate's issuer)
         cmd = self.command()
         if self.args.pin:
-            cmd = ["taskset", "-c", "0"] + cmd
+            cmd = ["taskset", "-c", cores] + cmd
         logf = open(os.path.join(self.workdir, f"{self.slug}.log"), "ab")
         t0 = time.perf_counter()
         self.proc = spawn(cmd, env=self.env(), stdout=logf, stderr=subprocess.STDOUT,
@@ -339,14 +342,16 @@ class Mandate(Server):
     slug = "mandate"
     ready_path = "/readyz"
 
-    def __init__(self, args, workdir, database_url):
+    def __init__(self, args, workdir, database_url, issuer=None):
         super().__init__(args, workdir)
         self.database_url = database_url
         self.config = os.path.join(workdir, "mandate.toml")
-        with open(self.config, "w") as f:
-            f.write(MANDATE_TOML)
+        if not os.path.exists(self.config):
+            with open(self.config, "w") as f:
+                f.write(MANDATE_TOML)
         self.keys_dir = os.path.join(workdir, "keys")
         self.port = free_port()
+        self.issuer = issuer  # instances of one deployment share one issuer
 
     def command(self):
         return [self.args.mandate, "serve"]
@@ -358,7 +363,7 @@ class Mandate(Server):
             "MANDATE_DATABASE_URL": self.database_url,
             "MANDATE_KEYS_DIR": self.keys_dir,
             "MANDATE_BIND": f"127.0.0.1:{self.port}",
-            "MANDATE_ISSUER": f"http://127.0.0.1:{self.port}",
+            "MANDATE_ISSUER": self.issuer or f"http://127.0.0.1:{self.port}",
             "MANDATE_LOG": "warn",
         })
         return env
@@ -534,12 +539,12 @@ class NodeOidcProvider(Server):
 # wrk.
 
 
-def run_wrk(args, workdir, url, script, env_extra, conns, seconds):
-    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{conns}", f"-d{seconds}s", "--latency",
+def run_wrk(args, workdir, url, script, env_extra, conns, seconds, threads=WRK_THREADS):
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency",
            "--timeout", "10s", "-s", os.path.join(WRK_DIR, script), url]
     if args.pin:
         cmd = ["taskset", "-c", "1"] + cmd
-    env = dict(os.environ, BENCH_WRK_DIR=WRK_DIR, BENCH_THREADS=str(WRK_THREADS), **env_extra)
+    env = dict(os.environ, BENCH_WRK_DIR=WRK_DIR, BENCH_THREADS=str(threads), **env_extra)
     proc = spawn(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                  stdin=subprocess.DEVNULL, text=True)
     try:
@@ -655,6 +660,9 @@ def bench_database(args, db_label, database_url, workdir):
     for s in servers:
         result["rss"][s.name]["peak"] = s.memory()["VmHWM"]
         s.stop()
+    if db_label == "PostgreSQL":
+        node.stop()
+        result["scale"] = bench_scale(args, mandate, workdir)
     # More samples of start to ready, alternating, on the same data.
     for r in range(args.rounds - 1):
         for s in servers:
@@ -663,6 +671,105 @@ def bench_database(args, db_label, database_url, workdir):
             result["start_ms"][s.name].append(ms)
     result["loadavg_end"] = loadavg()
     return result
+
+
+# --------------------------------------------------------------------------
+# Scale-out: several mandate instances on one PostgreSQL database.
+
+SCALE_INSTANCES = (1, 2, 3)
+
+
+def scrape(base):
+    """The counters bench_scale reads from one instance's /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {"issued": 0.0, "batch_sum": 0.0, "batch_count": 0.0, "commit_sum": 0.0}
+    for line in text.splitlines():
+        if line.startswith("mandate_tokens_total{") and 'grant_type="client_credentials"' in line \
+                and 'outcome="issued"' in line:
+            out["issued"] += float(line.split()[-1])
+        elif line.startswith("mandate_audit_batch_size_sum"):
+            out["batch_sum"] = float(line.split()[-1])
+        elif line.startswith("mandate_audit_batch_size_count"):
+            out["batch_count"] = float(line.split()[-1])
+        elif line.startswith("mandate_audit_commit_seconds_sum"):
+            out["commit_sum"] = float(line.split()[-1])
+    return out
+
+
+def bench_scale(args, first, workdir):
+    """Client credentials through 1, 2 and 3 instances sharing `first`'s
+    database, keys directory and issuer, every instance pinned to core 0 (the
+    one core a single instance had), wrk on core 1, PostgreSQL unpinned. Each
+    instance's own count comes from its /metrics."""
+    results = []
+    p, form, auth = first.post_cell("client credentials")
+    body = os.path.join(workdir, "scale-body.txt")
+    with open(body, "w") as f:
+        f.write(urllib.parse.urlencode(form))
+    for n in SCALE_INSTANCES:
+        instances = []
+        for i in range(n):
+            m = Mandate(args, workdir, first.database_url, issuer=first.base)
+            m.config, m.keys_dir, m.slug = first.config, first.keys_dir, f"mandate-scale-{n}-{i}"
+            m.start_on("0")
+            CLEANUP.add(m.stop, f"mandate instance {i + 1}/{n}")
+            instances.append(m)
+        threads = 2 * n
+        conns = 64 - 64 % threads
+        env = {"BENCH_BODY_FILE": body, "BENCH_AUTH": auth,
+               "BENCH_ADDRS": ",".join(f"127.0.0.1:{m.port}" for m in instances)}
+        run_wrk(args, workdir, instances[0].base + p, "scale.lua", env, conns, args.warmup, threads)
+        runs = []
+        for r in range(args.rounds):
+            before = [scrape(m.base) for m in instances]
+            time.sleep(args.settle)
+            res = run_wrk(args, workdir, instances[0].base + p, "scale.lua", env, conns, args.duration,
+                          threads)
+            after = [scrape(m.base) for m in instances]
+            res["per_instance"] = [(a["issued"] - b["issued"]) / args.duration for a, b in zip(after, before)]
+            batches = sum(a["batch_count"] - b["batch_count"] for a, b in zip(after, before))
+            res["batch"] = (sum(a["batch_sum"] - b["batch_sum"] for a, b in zip(after, before)) / batches
+                            if batches else None)
+            res["commit_ms"] = (sum(a["commit_sum"] - b["commit_sum"] for a, b in zip(after, before))
+                                * 1000.0 / batches if batches else None)
+            runs.append(res)
+            log(f"scale-out: {n} instance(s), round {r + 1}/{args.rounds}: {res['rps']:9.0f} req/s "
+                f"(per instance {', '.join(f'{x:.0f}' for x in res['per_instance'])})  "
+                f"p99 {res['p99']:7.2f} ms" + (f"  ERRORS {res['errors']}" if res["errors"] else ""))
+        for m in instances:
+            m.stop()
+        results.append({"instances": n, "connections": conns, "runs": runs})
+    return results
+
+
+def render_scale(scale):
+    out = ["", "### Scale-out: instances on one PostgreSQL database (client credentials)", ""]
+    out.append("| instances | connections | req/s, all | req/s, each instance | p50 | p99 | "
+               "audit events per commit | commit time |")
+    out.append("|---:|---:|---:|---|---:|---:|---:|---:|")
+    for row in scale:
+        runs = row["runs"]
+        each = [median([r["per_instance"][i] for r in runs]) for i in range(row["instances"])]
+        errs = sum(r["errors"] for r in runs)
+        batch = median([r["batch"] for r in runs if r["batch"] is not None])
+        commit = median([r["commit_ms"] for r in runs if r["commit_ms"] is not None])
+        total = fmt_num(median([r["rps"] for r in runs]), "rps") + (f" ⚠ {errs} errors" if errs else "")
+        cells = [str(row["instances"]), str(row["connections"]), total,
+                 " · ".join(fmt_num(x, "rps") for x in each),
+                 fmt_num(median([r["p50"] for r in runs]), "ms"),
+                 fmt_num(median([r["p99"] for r in runs]), "ms"),
+                 "—" if batch is None else f"{batch:.1f}",
+                 "—" if commit is None else f"{commit:.2f} ms"]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("Every instance shares one database, one keys directory and one issuer; wrk thread i "
+               "drives instance i mod N. All instances are pinned to the one core a single instance "
+               "had (core 0), wrk to core 1, PostgreSQL to neither: on two cores the instances divide "
+               "one core between them, so the aggregate measures what coordination through the "
+               "database costs, not what more machines add. Each instance's rate is its own "
+               "`mandate_tokens_total` from its `/metrics`.")
+    return out
 
 
 def run_warm(args, workdir, s, p, form, auth):
@@ -807,6 +914,8 @@ def render(meta, results, skipped):
                       "in mandate's RSS") +
                    ") and writes an audit event durably before each answer; node-oidc-provider keeps "
                    "everything in memory⁵ and has no audit trail.")
+        if res.get("scale"):
+            out.extend(render_scale(res["scale"]))
         if failed:
             out.append("")
             out.append("⚠ Some requests failed (non-2xx, socket errors or timeouts) in the marked "

@@ -65,6 +65,7 @@ pub async fn build(config: Config) -> anyhow::Result<Built> {
             audit,
             clock,
             metrics,
+            client_cache: Arc::default(),
             request_timeout: state::REQUEST_TIMEOUT,
         },
         audit_task,

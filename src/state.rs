@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::store::audit::AuditWriter;
+use crate::store::client_cache::ClientCache;
 use crate::store::Db;
 
 /// Wall-clock time in unix seconds, with an offset tests may move forward.
@@ -40,6 +41,9 @@ pub struct AppState {
     pub audit: AuditWriter,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    /// Client rows recently authenticated here (checked again at every
+    /// audit commit: see [`crate::store::client_cache`]).
+    pub client_cache: Arc<ClientCache>,
     /// Longest time a request may take end to end (30 s; tests shorten it).
     pub request_timeout: Duration,
 }

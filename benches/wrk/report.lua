@@ -12,4 +12,15 @@ function report.line(summary, latency, extra)
     e.status, e.connect, e.read, e.write, e.timeout, extra or 0))
 end
 
+-- Sets wrk up for a fixed form POST: BENCH_BODY_FILE (the urlencoded body),
+-- BENCH_AUTH (the whole Authorization header value).
+function report.fixed_post()
+  local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+end
+
 return report

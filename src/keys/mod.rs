@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use josekit::jwk::Jwk;
-use josekit::jws::alg::ecdsa::{EcdsaJwsSigner, EcdsaJwsVerifier};
+use josekit::jws::alg::ecdsa::EcdsaJwsVerifier;
 use josekit::jws::ES256;
 use serde::{Deserialize, Serialize};
 
@@ -86,7 +86,10 @@ struct Key {
     created_at: i64,
     created_at_ms: i64,
     activates_at: i64,
-    signer: EcdsaJwsSigner,
+    /// ring's P-256 signer: ES256's fixed-width `r || s` (RFC 7518 §3.4)
+    /// from a key set up once, where josekit's OpenSSL signer sets up its
+    /// contexts again on every call (a third of the token endpoint's CPU).
+    signer: ring::signature::EcdsaKeyPair,
     verifier: EcdsaJwsVerifier,
     public_jwk: serde_json::Value,
     /// [`jws_header`] for access tokens, encoded once.
@@ -199,7 +202,6 @@ impl KeyRing {
     /// `{"typ", "alg": "ES256", "kid"}` by the active key. The signature is
     /// josekit's (OpenSSL); only the compact framing (RFC 7515 §7.1) is here.
     pub fn sign(&self, typ: &str, payload: &[u8], now: i64) -> Result<String, KeyError> {
-        use josekit::jws::JwsSigner;
         let snap = self.snapshot();
         let key = active(&snap.keys, now).ok_or(KeyError::NoActiveKey)?;
         let mut out = if typ == ACCESS_TOKEN_TYP {
@@ -211,10 +213,10 @@ impl KeyRing {
         out.push_str(&b64(payload));
         let signature = key
             .signer
-            .sign(out.as_bytes())
+            .sign(&ring::rand::SystemRandom::new(), out.as_bytes())
             .map_err(|e| KeyError::Sign(e.to_string()))?;
         out.push('.');
-        out.push_str(&b64(&signature));
+        out.push_str(&b64(signature.as_ref()));
         Ok(out)
     }
 
@@ -440,9 +442,11 @@ fn parse_key(file: KeyFile) -> Result<Key, KeyError> {
         _ => return Err(bad("private_jwk is not an object".into())),
     };
     let jwk = Jwk::from_map(map).map_err(|e| bad(e.to_string()))?;
-    let signer = ES256
+    // Parsed by josekit first: a malformed JWK fails there with its reason.
+    ES256
         .signer_from_jwk(&jwk)
         .map_err(|e| bad(e.to_string()))?;
+    let signer = ring_signer(&jwk).map_err(bad)?;
     let mut public = jwk.to_public_key().map_err(|e| bad(e.to_string()))?;
     let verifier = ES256
         .verifier_from_jwk(&public)
@@ -461,6 +465,30 @@ fn parse_key(file: KeyFile) -> Result<Key, KeyError> {
         verifier,
         public_jwk,
     })
+}
+
+/// ring's signer for the P-256 private JWK `jwk` (`d`, `x`, `y`; RFC 7518 §6.2).
+fn ring_signer(jwk: &Jwk) -> Result<ring::signature::EcdsaKeyPair, String> {
+    let member = |name: &str| {
+        jwk.parameter(name)
+            .and_then(|v| v.as_str())
+            .and_then(unb64)
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| format!("private_jwk.{name} is not a 32-byte base64url value"))
+    };
+    let (d, x, y) = (member("d")?, member("x")?, member("y")?);
+    // SEC 1 §2.3.3: the uncompressed point, 0x04 || x || y.
+    let mut public = Vec::with_capacity(65);
+    public.push(0x04);
+    public.extend_from_slice(&x);
+    public.extend_from_slice(&y);
+    ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &d,
+        &public,
+        &ring::rand::SystemRandom::new(),
+    )
+    .map_err(|e| format!("private_jwk is not a consistent P-256 key pair: {e}"))
 }
 
 /// Generates a key pair and writes it with mode 0600 (atomically: a temp file

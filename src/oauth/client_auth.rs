@@ -7,6 +7,8 @@
 //! `invalid_client` with the same description, so a caller cannot probe which
 //! client ids exist.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
@@ -129,10 +131,45 @@ fn bad_client(detail: &'static str) -> OAuthError {
 
 const FAILED: &str = "client authentication failed";
 
+/// Where [`authenticate`] may find the client's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// This process's [`crate::store::client_cache`] first. Only for a caller
+    /// that names the row in the audit entry recording its decision
+    /// ([`crate::store::audit::Entry::clients`]) when [`Authenticated::cached`].
+    Cached,
+    /// The database.
+    Fresh,
+}
+
+/// A client that proved who it is.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub client: Arc<Client>,
+    /// Read from the cache, not the database: the decision must carry it.
+    pub cached: bool,
+}
+
+impl Authenticated {
+    /// The rows to check at the audit commit: this one when it was cached.
+    pub fn relied(&self) -> Vec<Arc<Client>> {
+        if self.cached {
+            vec![self.client.clone()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// Checks `p` against the stored client (or, for a Client ID Metadata
 /// Document URL presented alone, the client its document describes: a
-/// public client). Returns the client on success.
-pub async fn authenticate(app: &AppState, p: &Presented) -> Result<Client, OAuthError> {
+/// public client). Returns the client on success. Only a right secret is
+/// ever answered from the cache: anything else reads the database.
+pub async fn authenticate(
+    app: &AppState,
+    p: &Presented,
+    lookup: Lookup,
+) -> Result<Authenticated, OAuthError> {
     let Some(client_id) = p.client_id() else {
         return Err(OAuthError::invalid_client(
             "client authentication is required",
@@ -140,14 +177,36 @@ pub async fn authenticate(app: &AppState, p: &Presented) -> Result<Client, OAuth
     };
     if let (Presented::IdOnly { .. }, true) = (p, super::cimd::is_metadata_url(client_id)) {
         return match super::cimd::resolve(app, client_id, app.clock.now()).await {
-            Ok(c) if c.public => Ok(c),
+            Ok(c) if c.public => Ok(Authenticated {
+                client: Arc::new(c),
+                cached: false,
+            }),
             Ok(_) => Err(OAuthError::invalid_client(
                 "this client's metadata document asks for private_key_jwt, which the token endpoint does not support yet",
             )),
             Err(e) => Err(OAuthError::invalid_client(format!("client metadata document: {e}"))),
         };
     }
+    if let (Lookup::Cached, Presented::Basic { secret, .. } | Presented::Post { secret, .. }) =
+        (lookup, p)
+    {
+        if let Some(c) = app.client_cache.get(client_id) {
+            let right = match (&c.secret_hash, c.public) {
+                (Some(stored), false) => secret::verify_hash(secret.expose_secret(), stored),
+                _ => false,
+            };
+            if right {
+                return Ok(Authenticated {
+                    client: c,
+                    cached: true,
+                });
+            }
+        }
+    }
     let client = clients::get(&app.db, client_id).await?;
+    if client.is_none() {
+        app.client_cache.forget(client_id);
+    }
     // Hash even when the client is unknown, so timing does not reveal which ids exist.
     let (ok, client) = match (p, client) {
         (Presented::Basic { secret, .. } | Presented::Post { secret, .. }, Some(c)) => {
@@ -165,7 +224,14 @@ pub async fn authenticate(app: &AppState, p: &Presented) -> Result<Client, OAuth
         _ => (false, None),
     };
     match (ok, client) {
-        (true, Some(c)) => Ok(c),
+        (true, Some(c)) if !c.public => Ok(Authenticated {
+            client: app.client_cache.put(c),
+            cached: false,
+        }),
+        (true, Some(c)) => Ok(Authenticated {
+            client: Arc::new(c),
+            cached: false,
+        }),
         _ => Err(OAuthError::invalid_client(FAILED)),
     }
 }

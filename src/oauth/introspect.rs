@@ -12,10 +12,12 @@
 //! it. Someone else's token or an unknown one answers 200 and changes
 //! nothing (RFC 7009 §2.2).
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
-use super::access_token::{self, AccessClaims};
-use super::client_auth::{self, AuthHeader};
+use super::access_token::AccessClaims;
+use super::client_auth::{self, AuthHeader, Lookup};
 use super::error::{OAuthError, StatusHint};
 use super::form;
 use super::lineage;
@@ -42,7 +44,7 @@ async fn read(
     app: &AppState,
     q: &TokenQuery,
     audit: &mut AuditEvent,
-) -> Result<(Client, String), OAuthError> {
+) -> Result<(Arc<Client>, String), OAuthError> {
     let bytes = match &q.body {
         Body::Bytes(b) => b,
         Body::TooLarge => {
@@ -63,7 +65,11 @@ async fn read(
     audit.client_id = presented
         .client_id()
         .map(|id| crate::text::escape_unsafe(id).chars().take(256).collect());
-    let client = client_auth::authenticate(app, &presented).await?;
+    // Introspection answers are not audit events (only refusals are), so
+    // nothing would check a cached row: always the database.
+    let client = client_auth::authenticate(app, &presented, Lookup::Fresh)
+        .await?
+        .client;
     audit.client_type = Some(client.client_type.as_str().into());
     let Some(token) = params.get("token") else {
         return Err(OAuthError::invalid_request("missing `token`"));
@@ -82,19 +88,17 @@ fn event(kind: EventKind, q: &TokenQuery, now: i64) -> AuditEvent {
 
 /// What a token is, as far as this server can tell.
 enum Known {
-    Access(Box<AccessClaims>),
+    Access(Box<lineage::Presented>),
     Refresh(refresh_tokens::RefreshToken),
     Nothing(String),
 }
 
 async fn identify(app: &AppState, token: &str, now: i64) -> Result<Known, StoreError> {
     if token.matches('.').count() == 2 {
-        return Ok(
-            match access_token::validate(&app.keys, &app.config.issuer, token, now) {
-                Ok(claims) => Known::Access(Box::new(claims)),
-                Err(why) => Known::Nothing(format!("not a valid access token: {why}")),
-            },
-        );
+        return Ok(match lineage::read(app, token, now).await? {
+            Ok(presented) => Known::Access(Box::new(presented)),
+            Err(why) => Known::Nothing(format!("not a valid access token: {why}")),
+        });
     }
     Ok(
         match refresh_tokens::get(&app.db, &secret::hash(token)).await? {
@@ -154,11 +158,12 @@ pub async fn introspect(app: &AppState, q: TokenQuery, now: i64) -> Result<Value
                 "iss": app.config.issuer,
             }))
         }
-        Known::Access(claims) => {
+        Known::Access(presented) => {
+            let lineage::Presented { claims, live } = *presented;
             audit.jti = Some(claims.jti.clone());
             audit.audience = Some(claims.aud.clone());
             audit.actor_chain = claims.act.as_ref().map(|a| a.subs());
-            if let Err(dead) = lineage::check(app, &claims.jti).await? {
+            if let Err(dead) = live {
                 return inactive(dead.to_string(), audit).await;
             }
             let owner = client.owns_resources.contains(&claims.aud);

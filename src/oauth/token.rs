@@ -11,10 +11,12 @@
 //! transaction, so the redemption and its event commit together or not at
 //! all. Without one, the event goes through the group-commit writer.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::access_token::AccessClaims;
-use super::client_auth::{self, AuthHeader};
+use super::client_auth::{self, AuthHeader, Lookup};
 use super::error::{OAuthError, StatusHint};
 use super::form::{self, Params};
 use super::grants::{authorization_code, client_credentials, refresh_token, token_exchange};
@@ -23,6 +25,7 @@ use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::metrics::TokenLabels;
 use crate::state::AppState;
 use crate::store::audit::{self as audit_store, Entry};
+use crate::store::clients::Client;
 use crate::store::tokens::NewToken;
 use crate::store::{StoreError, Tx};
 use crate::text::escape_unsafe;
@@ -261,18 +264,42 @@ pub struct TokenResponse {
 /// Handles one token request. The audit event (`token.issued` or
 /// `token.denied`, …) is durable before this returns; if it cannot be
 /// written no token is issued.
+///
+/// The client's row may come from this process's cache; the audit commit
+/// then checks it is still the stored row, and if it is not (rotated,
+/// changed or deleted meanwhile, by any process) nothing was written and
+/// the request is decided once more on a fresh read.
 pub async fn token(
     app: &AppState,
     req: TokenRequest,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
-    let mut audit = AuditEvent::new(EventKind::TokenDenied, Outcome::Failure, now);
-    audit.ip = req.ip.clone();
-    audit.request_id = req.request_id.clone();
     let mut label = GrantType::label(None);
-    let outcome = match decide(app, &req, &mut audit, &mut label, now).await {
-        Ok(issue) => issue_token(app, audit, issue).await,
-        Err(refusal) => Err(refuse(app, audit, refusal).await),
+    let mut lookup = Lookup::Cached;
+    let outcome = loop {
+        let mut audit = AuditEvent::new(EventKind::TokenDenied, Outcome::Failure, now);
+        audit.ip = req.ip.clone();
+        audit.request_id = req.request_id.clone();
+        let mut relied = Vec::new();
+        let written =
+            match decide(app, &req, &mut audit, &mut label, &mut relied, lookup, now).await {
+                Ok(issue) => issue_token(app, audit, issue, &relied).await,
+                Err(refusal) => refuse(app, audit, refusal, &relied).await.map(Err),
+            };
+        match written {
+            Ok(outcome) => break outcome,
+            Err(ClientChanged) => {
+                for c in &relied {
+                    app.client_cache.forget(&c.client_id);
+                }
+                if lookup == Lookup::Fresh {
+                    break Err(OAuthError::server_error(anyhow::anyhow!(
+                        "a fresh client read was reported changed"
+                    )));
+                }
+                lookup = Lookup::Fresh;
+            }
+        }
     };
     let result = match &outcome {
         Ok(_) => "issued",
@@ -293,11 +320,16 @@ fn audit_text(s: &str) -> String {
     escape_unsafe(s).chars().take(MAX_AUDIT_TEXT).collect()
 }
 
+/// A decision made on a cached client row was not written: the row changed.
+struct ClientChanged;
+
 async fn decide(
     app: &AppState,
     req: &TokenRequest,
     audit: &mut AuditEvent,
     label: &mut &'static str,
+    relied: &mut Vec<Arc<Client>>,
+    lookup: Lookup,
     now: i64,
 ) -> Result<Issue, Refusal> {
     let bytes = match &req.body {
@@ -319,7 +351,9 @@ async fn decide(
     audit.scope_requested = params.get("scope").map(audit_text);
     let presented = client_auth::presented(&req.authorization, &params)?;
     audit.client_id = presented.client_id().map(audit_text);
-    let client = client_auth::authenticate(app, &presented).await?;
+    let authenticated = client_auth::authenticate(app, &presented, lookup).await?;
+    *relied = authenticated.relied();
+    let client = authenticated.client;
     audit.client_type = Some(client.client_type.as_str().into());
     match TokenGrant::parse(&params)? {
         TokenGrant::ClientCredentials(r) => {
@@ -340,7 +374,8 @@ async fn issue_token(
     app: &AppState,
     mut audit: AuditEvent,
     issue: Issue,
-) -> Result<TokenResponse, OAuthError> {
+    relied: &[Arc<Client>],
+) -> Result<Result<TokenResponse, OAuthError>, ClientChanged> {
     let Issue {
         claims,
         event,
@@ -358,7 +393,8 @@ async fn issue_token(
             // written: it must not hold the write lock): nothing single-use
             // is spent.
             drop(tx);
-            return Err(refuse(app, audit, OAuthError::server_error(e).into()).await);
+            let refusal = OAuthError::server_error(e).into();
+            return refuse(app, audit, refusal, relied).await.map(Err);
         }
     };
     audit.event = event;
@@ -378,35 +414,49 @@ async fn issue_token(
         grant_id,
         issued_at: claims.iat,
         expires_at: claims.exp,
+        token_hash: crate::secret::hash(&access_token),
     };
     let entry = Entry {
         event: audit,
         token: Some(record),
+        clients: relied.to_vec(),
     };
-    write(app, tx, vec![entry]).await?;
-    Ok(TokenResponse {
+    match write(app, tx, vec![entry]).await {
+        Ok(()) => {}
+        Err(StoreError::ClientChanged(_)) => return Err(ClientChanged),
+        Err(e) => return Ok(Err(e.into())),
+    }
+    Ok(Ok(TokenResponse {
         access_token,
         issued_token_type,
         token_type,
         expires_in: claims.exp - claims.iat,
         scope: claims.scope,
         refresh_token,
-    })
+    }))
 }
 
 /// Records a refusal and returns its error. If even the denial cannot be
 /// written the request is refused all the same (and the operator told).
-async fn refuse(app: &AppState, mut audit: AuditEvent, refusal: Refusal) -> OAuthError {
+async fn refuse(
+    app: &AppState,
+    mut audit: AuditEvent,
+    refusal: Refusal,
+    relied: &[Arc<Client>],
+) -> Result<OAuthError, ClientChanged> {
     let Refusal { error, tx, events } = refusal;
     audit.reason = Some(format!("{}: {}", error.code.as_str(), error.description));
-    let entries = std::iter::once(audit)
+    let mut entries: Vec<Entry> = std::iter::once(audit)
         .chain(events)
         .map(Entry::event)
         .collect();
-    if let Err(e) = write(app, tx, entries).await {
-        tracing::error!(error = %e, "could not record token.denied");
+    entries[0].clients = relied.to_vec();
+    match write(app, tx, entries).await {
+        Ok(()) => {}
+        Err(StoreError::ClientChanged(_)) => return Err(ClientChanged),
+        Err(e) => tracing::error!(error = %e, "could not record token.denied"),
     }
-    error
+    Ok(error)
 }
 
 /// Appends `entries` inside `tx` and commits, or hands them to the group
@@ -414,6 +464,7 @@ async fn refuse(app: &AppState, mut audit: AuditEvent, refusal: Refusal) -> OAut
 async fn write(app: &AppState, tx: Option<Tx>, mut entries: Vec<Entry>) -> Result<(), StoreError> {
     match tx {
         Some(mut tx) => {
+            audit_store::check_clients(&mut tx, &entries).await?;
             audit_store::append(&mut tx, &mut entries).await?;
             tx.commit().await
         }

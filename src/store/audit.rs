@@ -17,11 +17,13 @@
 //! than an unreachable database is retried one event at a time, so one bad
 //! entry never fails the requests that shared its batch.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use sqlx::FromRow;
 use tokio::sync::{mpsc, oneshot};
 
+use super::clients::{self, Client};
 use super::tokens::{self, NewToken};
 use super::{Db, StoreError, Tx};
 use crate::audit::{AuditEvent, EventKind, Outcome};
@@ -71,18 +73,59 @@ const _: () = assert!(MAX_BATCH * tokens::COLUMNS.len() <= MAX_BIND_PARAMS);
 pub struct Entry {
     pub event: AuditEvent,
     pub token: Option<NewToken>,
+    /// Cached client rows the decision was made on ([`super::client_cache`]):
+    /// the entry is written only if each is still the stored row, checked in
+    /// the transaction that writes it ([`check_clients`]).
+    pub clients: Vec<Arc<Client>>,
 }
 
 impl Entry {
     pub fn event(event: AuditEvent) -> Entry {
-        Entry { event, token: None }
+        Entry {
+            event,
+            token: None,
+            clients: Vec::new(),
+        }
     }
+}
+
+/// Refuses (with [`StoreError::ClientChanged`]) when a cached client row
+/// that one of `entries` relies on is no longer the stored row. For a
+/// transaction that appends them: call before [`append`].
+pub async fn check_clients(tx: &mut Tx, entries: &[Entry]) -> Result<(), StoreError> {
+    match stale(tx, entries).await?.into_iter().flatten().next() {
+        Some(id) => Err(StoreError::ClientChanged(id)),
+        None => Ok(()),
+    }
+}
+
+/// For each entry, the first cached client row it relies on that is not
+/// the stored row (changed in any column, or deleted), read in `tx`.
+async fn stale(tx: &mut Tx, entries: &[Entry]) -> Result<Vec<Option<String>>, StoreError> {
+    let ids: BTreeSet<&str> = entries
+        .iter()
+        .flat_map(|e| e.clients.iter().map(|c| c.client_id.as_str()))
+        .collect();
+    let stored = clients::get_many(tx, &ids).await?;
+    Ok(entries
+        .iter()
+        .map(|e| {
+            e.clients
+                .iter()
+                .find(|c| stored.get(&c.client_id) != Some(c.as_ref()))
+                .map(|c| c.client_id.clone())
+        })
+        .collect())
 }
 
 /// Appends `entries` to the chain inside `tx`, with their token records. The
 /// caller commits; until then nothing is visible and a rollback leaves the
 /// chain as it was.
 pub async fn append(tx: &mut Tx, entries: &mut [Entry]) -> Result<(), StoreError> {
+    append_some(tx, &mut entries.iter_mut().collect::<Vec<_>>()).await
+}
+
+async fn append_some(tx: &mut Tx, entries: &mut [&mut Entry]) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -98,6 +141,7 @@ pub async fn append(tx: &mut Tx, entries: &mut [Entry]) -> Result<(), StoreError
         entry.event.seal(&prev);
         prev = entry.event.hash.clone();
     }
+    let entries: Vec<&Entry> = entries.iter().map(|e| &**e).collect();
     // Multi-row INSERTs: a batch costs a handful of statements, not two per request.
     for (i, chunk) in entries.chunks(MAX_BATCH).enumerate() {
         insert_events(tx, first_seq + (i * MAX_BATCH) as i64, chunk).await?;
@@ -114,11 +158,22 @@ pub async fn append(tx: &mut Tx, entries: &mut [Entry]) -> Result<(), StoreError
     Ok(())
 }
 
-/// Appends `entries` in a transaction of their own and commits.
-pub async fn commit(db: &Db, entries: &mut [Entry]) -> Result<(), StoreError> {
+/// Appends `entries` in a transaction of their own and commits, except
+/// those whose cached client rows changed ([`Entry::clients`]): those are
+/// left out, and named in the answer (one item per entry: the client whose
+/// row changed, or `None` when written).
+pub async fn commit(db: &Db, entries: &mut [Entry]) -> Result<Vec<Option<String>>, StoreError> {
     let mut tx = db.begin().await?;
-    append(&mut tx, entries).await?;
-    tx.commit().await
+    let refused = stale(&mut tx, entries).await?;
+    let mut fresh: Vec<&mut Entry> = entries
+        .iter_mut()
+        .zip(&refused)
+        .filter(|(_, refused)| refused.is_none())
+        .map(|(e, _)| e)
+        .collect();
+    append_some(&mut tx, &mut fresh).await?;
+    tx.commit().await?;
+    Ok(refused)
 }
 
 fn insert_sql() -> &'static str {
@@ -129,7 +184,7 @@ fn insert_sql() -> &'static str {
 /// Builds the multi-row INSERT for `rows` (at most [`MAX_BATCH`]).
 fn build_insert<'a, DB: sqlx::Database>(
     first_seq: i64,
-    rows: &'a [Entry],
+    rows: &'a [&'a Entry],
     chains: &'a [Option<String>],
 ) -> sqlx::QueryBuilder<'a, DB>
 where
@@ -170,7 +225,7 @@ where
     q
 }
 
-async fn insert_events(tx: &mut Tx, first_seq: i64, rows: &[Entry]) -> Result<(), StoreError> {
+async fn insert_events(tx: &mut Tx, first_seq: i64, rows: &[&Entry]) -> Result<(), StoreError> {
     let chains: Vec<Option<String>> = rows
         .iter()
         .map(|e| e.event.actor_chain.as_ref().map(|c| super::to_json_list(c)))
@@ -186,27 +241,38 @@ async fn insert_events(tx: &mut Tx, first_seq: i64, rows: &[Entry]) -> Result<()
 
 /// Why a queued event was not committed, as the writer relays it.
 #[derive(Clone, Debug)]
-struct Failure {
-    unavailable: bool,
-    message: String,
+enum Failure {
+    Unavailable(String),
+    Failed(String),
+    /// Left out: a cached client row it relied on changed.
+    ClientChanged(String),
 }
 
 impl From<Failure> for StoreError {
     fn from(f: Failure) -> StoreError {
-        if f.unavailable {
-            StoreError::Unavailable(f.message)
-        } else {
-            StoreError::Failed(f.message)
+        match f {
+            Failure::Unavailable(m) => StoreError::Unavailable(m),
+            Failure::Failed(m) => StoreError::Failed(m),
+            Failure::ClientChanged(id) => StoreError::ClientChanged(id),
         }
     }
 }
 
 impl From<&StoreError> for Failure {
     fn from(e: &StoreError) -> Failure {
-        Failure {
-            unavailable: e.is_unavailable(),
-            message: e.to_string(),
+        match e {
+            StoreError::ClientChanged(id) => Failure::ClientChanged(id.clone()),
+            e if e.is_unavailable() => Failure::Unavailable(e.to_string()),
+            e => Failure::Failed(e.to_string()),
         }
+    }
+}
+
+/// What a committed batch answers the request behind an entry.
+fn answer(refused: Option<String>) -> Result<(), Failure> {
+    match refused {
+        Some(client_id) => Err(Failure::ClientChanged(client_id)),
+        None => Ok(()),
     }
 }
 
@@ -315,19 +381,24 @@ async fn write_and_answer(w: &Writer, batch: Vec<Job>) {
     let (mut entries, waiters): (Vec<Entry>, Vec<_>) =
         batch.into_iter().map(|j| (j.entry, j.done)).unzip();
     match timed_commit(w, &mut entries).await {
-        Ok(()) => waiters.into_iter().for_each(|d| {
-            let _ = d.send(Ok(()));
-        }),
+        Ok(refused) => {
+            for (done, refused) in waiters.into_iter().zip(refused) {
+                let _ = done.send(answer(refused));
+            }
+        }
         Err(e) if entries.len() > 1 && !e.is_unavailable() => {
             // Something in the batch was refused: commit each event alone so
             // only the entry at fault fails.
             tracing::warn!(error = %e, events = entries.len(), "audit batch refused; retrying one by one");
             for (entry, done) in entries.into_iter().zip(waiters) {
                 let mut one = [entry];
-                let result = timed_commit(w, &mut one).await.map_err(|e| {
-                    tracing::error!(error = %e, "audit event not written; its request fails closed");
-                    Failure::from(&e)
-                });
+                let result = match timed_commit(w, &mut one).await {
+                    Ok(mut refused) => answer(refused.pop().flatten()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit event not written; its request fails closed");
+                        Err(Failure::from(&e))
+                    }
+                };
                 let _ = done.send(result);
             }
         }
@@ -341,15 +412,19 @@ async fn write_and_answer(w: &Writer, batch: Vec<Job>) {
     }
 }
 
-async fn timed_commit(w: &Writer, entries: &mut [Entry]) -> Result<(), StoreError> {
+async fn timed_commit(
+    w: &Writer,
+    entries: &mut [Entry],
+) -> Result<Vec<Option<String>>, StoreError> {
     let started = std::time::Instant::now();
-    commit(&w.db, entries).await?;
-    w.metrics.audit_events.inc_by(entries.len() as u64);
-    w.metrics.audit_batch_size.observe(entries.len() as f64);
+    let refused = commit(&w.db, entries).await?;
+    let written = refused.iter().filter(|r| r.is_none()).count();
+    w.metrics.audit_events.inc_by(written as u64);
+    w.metrics.audit_batch_size.observe(written as f64);
     w.metrics
         .audit_commit_seconds
         .observe(started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(refused)
 }
 
 #[derive(FromRow)]
@@ -468,6 +543,7 @@ mod tests {
             .map(|i| Entry::event(AuditEvent::new(EventKind::TokenIssued, Outcome::Success, i)))
             .collect();
         let chains = vec![None; rows.len()];
+        let rows: Vec<&Entry> = rows.iter().collect();
         let q = build_insert::<sqlx::Sqlite>(1, &rows, &chains);
         // sqlx writes `?` placeholders for SQLite (`$n` for PostgreSQL).
         let placeholders = q.sql().matches(['?', '$']).count();

@@ -3,11 +3,13 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{from_json_list, to_json_list, Conn, StoreError};
-use crate::oauth::types::{AuthMethod, ClientOrigin, ClientType, GrantType};
-use crate::on_conn;
+use std::collections::{BTreeSet, HashMap};
 
-#[derive(Debug, Clone, Serialize)]
+use super::{from_json_list, to_json_list, Conn, StoreError, Tx};
+use crate::oauth::types::{AuthMethod, ClientOrigin, ClientType, GrantType};
+use crate::{on_conn, on_tx};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Client {
     pub client_id: String,
     pub name: String,
@@ -162,6 +164,30 @@ pub async fn get(conn: impl Into<Conn<'_>>, client_id: &str) -> Result<Option<Cl
         .fetch_optional(p)
         .await)?;
     row.map(Client::try_from).transpose()
+}
+
+/// The stored rows of `ids` (deleted ones absent), read in `tx` with one
+/// query. The audit commit compares them with the cached rows its entries
+/// were decided on ([`super::client_cache`]).
+pub async fn get_many(
+    tx: &mut Tx,
+    ids: &BTreeSet<&str>,
+) -> Result<HashMap<String, Client>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<ClientRow> = on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(select!("WHERE client_id IN ("));
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build_query_as().persistent(false).fetch_all(c).await
+    })?;
+    rows.into_iter()
+        .map(|row| Client::try_from(row).map(|c| (c.client_id.clone(), c)))
+        .collect()
 }
 
 pub async fn list(conn: impl Into<Conn<'_>>) -> Result<Vec<Client>, StoreError> {

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod authorization_requests;
+pub mod client_cache;
 pub mod clients;
 pub mod codes;
 pub mod consents;
@@ -50,6 +51,10 @@ pub enum StoreError {
     /// A write failed for a reason a retry will not fix (relayed by the audit writer).
     #[error("write failed: {0}")]
     Failed(String),
+    /// The client row a decision relied on changed or was deleted before the
+    /// decision was recorded: nothing was written; decide again on a fresh read.
+    #[error("the client changed while the request was decided: {0}")]
+    ClientChanged(String),
 }
 
 impl StoreError {

@@ -16,10 +16,13 @@ pub struct NewToken {
     pub grant_id: Option<String>,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// SHA-256 of the compact JWS ([`crate::secret::hash`]): lets this
+    /// issuer recognise its own token without verifying the signature.
+    pub token_hash: String,
 }
 
 /// The columns of `tokens` an insert writes, in order (one bind each).
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 10] = [
     "jti",
     "client_id",
     "subject",
@@ -29,6 +32,7 @@ pub const COLUMNS: [&str; 9] = [
     "grant_id",
     "issued_at",
     "expires_at",
+    "token_hash",
 ];
 
 fn insert_sql() -> &'static str {
@@ -53,7 +57,8 @@ pub async fn insert_many(tx: &mut Tx, tokens: &[&NewToken]) -> Result<(), StoreE
                 .push_bind(&t.parent_jti)
                 .push_bind(&t.grant_id)
                 .push_bind(t.issued_at)
-                .push_bind(t.expires_at);
+                .push_bind(t.expires_at)
+                .push_bind(&t.token_hash);
         });
         q.build()
             .persistent(false)
@@ -78,6 +83,8 @@ pub struct TokenRow {
     pub issued_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// Absent on rows written before migration 0003.
+    pub token_hash: Option<String>,
 }
 
 /// Depth bound of the lineage walk: longer than any chain can be
@@ -90,15 +97,15 @@ pub async fn lineage(conn: impl Into<Conn<'_>>, jti: &str) -> Result<Vec<TokenRo
     let mut rows: Vec<(i64, TokenRow)> = on_conn!(conn, |c| {
         let rows: Vec<LineageRow> = sqlx::query_as(
             "WITH RECURSIVE up(depth, jti, client_id, subject, audience, scope, parent_jti, \
-             grant_id, issued_at, expires_at, revoked_at) AS ( \
+             grant_id, issued_at, expires_at, revoked_at, token_hash) AS ( \
                SELECT CAST(0 AS BIGINT), jti, client_id, subject, audience, scope, parent_jti, grant_id, \
-                      issued_at, expires_at, revoked_at FROM tokens WHERE jti = $1 \
+                      issued_at, expires_at, revoked_at, token_hash FROM tokens WHERE jti = $1 \
                UNION ALL \
                SELECT up.depth + 1, t.jti, t.client_id, t.subject, t.audience, t.scope, \
-                      t.parent_jti, t.grant_id, t.issued_at, t.expires_at, t.revoked_at \
+                      t.parent_jti, t.grant_id, t.issued_at, t.expires_at, t.revoked_at, t.token_hash \
                FROM tokens t JOIN up ON t.jti = up.parent_jti WHERE up.depth < $2 \
              ) SELECT depth, jti, client_id, subject, audience, scope, parent_jti, grant_id, \
-               issued_at, expires_at, revoked_at FROM up ORDER BY depth",
+               issued_at, expires_at, revoked_at, token_hash FROM up ORDER BY depth",
         )
         .bind(jti)
         .bind(MAX_LINEAGE)

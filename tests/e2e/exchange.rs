@@ -211,6 +211,16 @@ both!(
     let parts: Vec<&str> = root.split('.').collect();
     let b64 = |s: &str| { use base64::Engine; base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s) };
     let tampered = format!("{}.{}.{}", parts[0], b64(r#"{"sub":"admin"}"#), parts[2]);
+    // The real token's own claims and jti with one scope more: the issuer
+    // knows that jti, but not this token's hash, so it checks the signature.
+    let mut widened: Value = {
+        use base64::Engine;
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
+    };
+    widened["scope"] = json!("invoices:read files:read");
+    let same_jti = format!("{}.{}.{}", parts[0], b64(&widened.to_string()), parts[2]);
+    assert_eq!(introspect(&app, &h.invoices, &same_jti).await, json!({"active": false}));
+    assert_eq!(introspect(&app, &h.invoices, &root).await["active"], true);
     let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"at+jwt"}"#), parts[1]);
     let hs = format!("{}.{}.{}", b64(r#"{"alg":"HS256","typ":"at+jwt"}"#), parts[1], parts[2]);
     let other_env = Env::new(Backend::Sqlite, &config()).await;
@@ -220,6 +230,7 @@ both!(
     other_app.stop().await;
     for (token, description) in [
         (&tampered, "subject_token is not valid: the signature does not verify"),
+        (&same_jti, "subject_token is not valid: the signature does not verify"),
         (&none, "subject_token is not valid: alg must be ES256"),
         (&hs, "subject_token is not valid: alg must be ES256"),
         (&foreign, "subject_token is not valid: signed by a key this issuer does not publish"),

@@ -57,6 +57,7 @@ fn record(jti: &str) -> NewToken {
         grant_id: None,
         issued_at: 1_800_000_000,
         expires_at: 1_800_000_300,
+        token_hash: mandate::secret::hash(jti),
     }
 }
 
@@ -86,7 +87,7 @@ both!(
                 let mut tx = db.begin().await?;
                 replay::remember(&mut tx, "code", "c-1", 2_000_000_000).await?;
                 let jti = format!("j-{i}");
-                audit_store::append(&mut tx, &mut [Entry { event: event(EventKind::TokenIssued, &jti), token: Some(record(&jti)) }]).await?;
+                audit_store::append(&mut tx, &mut [Entry { event: event(EventKind::TokenIssued, &jti), token: Some(record(&jti)), clients: Vec::new() }]).await?;
                 tx.commit().await
             }));
         }
@@ -115,14 +116,14 @@ both!(
     |backend| async move {
         let (env, app) = spawn_app(backend).await;
         let writer = app.state.audit.clone();
-        writer.record(Entry { event: event(EventKind::TokenIssued, "dup"), token: Some(record("dup")) }).await.unwrap();
+        writer.record(Entry { event: event(EventKind::TokenIssued, "dup"), token: Some(record("dup")), clients: Vec::new() }).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..32 {
             let writer = writer.clone();
             // Entry 7 reuses a jti: its token record conflicts.
             let jti = if i == 7 { "dup".to_string() } else { format!("t-{i}") };
             tasks.push(tokio::spawn(async move {
-                writer.record(Entry { event: event(EventKind::TokenIssued, &jti), token: Some(record(&jti)) }).await
+                writer.record(Entry { event: event(EventKind::TokenIssued, &jti), token: Some(record(&jti)), clients: Vec::new() }).await
             }));
         }
         let results: Vec<_> = futures_join(tasks).await;
@@ -143,3 +144,41 @@ async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+both!(
+    /// An entry decided on a cached client row that no longer matches the
+    /// stored one is left out of its group commit (and its request told);
+    /// the rest of the batch commits and the chain stays whole.
+    a_stale_client_row_fails_only_its_own_entry,
+    |backend| async move {
+        let (env, app) = spawn_app(backend).await;
+        let (id, _) = env.create_client(&["--resource", "https://api.example.com", "--scope", "invoices:read"]);
+        let stored = std::sync::Arc::new(mandate::store::clients::get(&app.state.db, &id).await.unwrap().unwrap());
+        let mut stale = (*stored).clone();
+        stale.secret_hash = Some(mandate::secret::hash("the secret before a rotation"));
+        let stale = std::sync::Arc::new(stale);
+        let writer = app.state.audit.clone();
+        let before = app.count("tokens").await;
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let writer = writer.clone();
+            let row = if i % 8 == 3 { stale.clone() } else { stored.clone() };
+            tasks.push(tokio::spawn(async move {
+                let jti = format!("c-{i}");
+                writer.record(Entry { event: event(EventKind::TokenIssued, &jti), token: Some(record(&jti)), clients: vec![row] }).await
+            }));
+        }
+        let results = futures_join(tasks).await;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Err(StoreError::ClientChanged(c)) => assert!(i % 8 == 3 && c == &id, "entry {i}: {r:?}"),
+                Ok(()) => assert!(i % 8 != 3, "entry {i} was written on a stale row"),
+                Err(e) => panic!("entry {i}: {e}"),
+            }
+        }
+        assert_eq!(app.count("tokens").await, before + 21);
+        let out = env.cli(&["audit", "verify"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        app.stop().await;
+    }
+);

@@ -284,3 +284,71 @@ both!(
     assert!(err.contains(&victim), "{err}");
     app.stop().await;
 });
+
+both!(
+    /// Client rows are cached per process, yet a change made anywhere (the
+    /// CLI here, another instance in production) applies from the very next
+    /// request at every instance: the audit commit checks the cached row.
+    cached_clients_follow_rotation_change_and_deletion_at_once, |backend| async move {
+        let (env, one) = spawn_app(backend).await;
+        let two = crate::helpers::start_instance_of(&env, &one).await;
+        let (id, secret) = env.create_client(&["--resource", API, "--scope", "invoices:read"]);
+        let cc = [("grant_type", "client_credentials"), ("scope", "invoices:read")];
+        async fn refused(app: &crate::helpers::TestApp, id: &str, secret: &str) {
+            let cc = [("grant_type", "client_credentials"), ("scope", "invoices:read")];
+            assert_error(app.token_basic(id, secret, &cc).await, 401, "invalid_client", "client authentication failed").await;
+        }
+        // Warm both caches.
+        for app in [&one, &two, &one, &two] {
+            app.cc_token(&id, &secret).await;
+        }
+        let issued = one.count("tokens").await;
+
+        // Rotation: the old secret fails at once on both instances, the new one works.
+        let rotated = env.cli_json(&["client", "rotate-secret", &id, "--json"]);
+        let new_secret = rotated["client_secret"].as_str().unwrap().to_string();
+        refused(&one, &id, &secret).await;
+        refused(&two, &id, &secret).await;
+        assert_eq!(one.count("tokens").await, issued, "a refused request stored a token");
+        let last = env.audit_events().last().cloned().unwrap();
+        assert_eq!(last["event"], "token.denied");
+        assert_eq!(last["client_id"], id.as_str());
+        assert_eq!(last["reason"], "invalid_client: client authentication failed");
+        for app in [&one, &two, &one, &two] {
+            app.cc_token(&id, &new_secret).await;
+        }
+
+        // Any other column: the registered scopes shrink, updated_at untouched.
+        let set_scopes = |scopes: &'static str| {
+            let (db, id) = (one.state.db.clone(), id.clone());
+            async move {
+                mandate::on_db!(&db, |p| sqlx::query("UPDATE clients SET scopes = $1 WHERE client_id = $2")
+                    .bind(scopes)
+                    .bind(&id)
+                    .execute(p)
+                    .await
+                    .unwrap()
+                    .rows_affected())
+            }
+        };
+        set_scopes("[]").await;
+        for app in [&one, &two] {
+            let r = app.token_basic(&id, &new_secret, &cc).await;
+            assert_eq!(r.status(), 400, "a cached row outlived a change of its scopes");
+            assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_scope");
+        }
+        set_scopes(r#"["invoices:read"]"#).await;
+        for app in [&one, &two] {
+            app.cc_token(&id, &new_secret).await;
+        }
+
+        // Deletion: refused at once everywhere.
+        env.cli_json(&["client", "delete", &id, "--json"]);
+        refused(&one, &id, &new_secret).await;
+        refused(&two, &id, &new_secret).await;
+        let denied = env.audit_events().iter().filter(|e| e["event"] == "token.denied").count();
+        assert_eq!(denied, 6, "each refusal is one audit event");
+        two.stop().await;
+        one.stop().await;
+    }
+);

@@ -15,7 +15,7 @@
 //! token's claims, never from the request, so a chain can only grow.
 
 use crate::audit::{AuditEvent, EventKind};
-use crate::oauth::access_token::{self, new_jti, AccessClaims};
+use crate::oauth::access_token::{new_jti, AccessClaims};
 use crate::oauth::act::Actor;
 use crate::oauth::authorize::acr_rank;
 use crate::oauth::error::OAuthError;
@@ -53,7 +53,11 @@ pub async fn grant(
         }
     }
     // Rule 1: a valid token of this issuer, live with all its ancestors.
-    let subject = access_token::validate(&app.keys, &app.config.issuer, &req.subject_token, now)
+    let lineage::Presented {
+        claims: subject,
+        live,
+    } = lineage::read(app, &req.subject_token, now)
+        .await?
         .map_err(|why| OAuthError::invalid_request(format!("subject_token is not valid: {why}")))?;
     audit.parent_jti = Some(subject.jti.clone());
     // The chain this exchange would make, for the audit event of any outcome.
@@ -63,7 +67,7 @@ pub async fn grant(
         subject.act.as_ref(),
     );
     audit.actor_chain = Some(act.subs());
-    let live = match lineage::check(app, &subject.jti).await? {
+    let live = match live {
         Ok(live) => live,
         Err(dead) => {
             return Err(
@@ -103,8 +107,8 @@ pub async fn grant(
             )
             .into());
         }
-        let claims =
-            access_token::validate(&app.keys, &app.config.issuer, actor, now).map_err(|why| {
+        let lineage::Presented { claims, live } =
+            lineage::read(app, actor, now).await?.map_err(|why| {
                 OAuthError::invalid_request(format!("actor_token is not valid: {why}"))
             })?;
         if claims.client_id != client.client_id {
@@ -112,7 +116,7 @@ pub async fn grant(
                 OAuthError::invalid_request("actor_token was not issued to this client").into(),
             );
         }
-        if let Err(dead) = lineage::check(app, &claims.jti).await? {
+        if let Err(dead) = live {
             return Err(
                 OAuthError::invalid_request(format!("actor_token is not active: {dead}")).into(),
             );
