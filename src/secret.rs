@@ -31,16 +31,34 @@ pub fn verify_hash(presented: &str, stored: &str) -> bool {
     hash(presented).as_bytes().ct_eq(stored.as_bytes()).into()
 }
 
+/// Argon2id cost for new password hashes: 7 MiB, 5 passes, 1 lane — one of
+/// the OWASP Password Storage Cheat Sheet's equal-strength settings (beside
+/// 19 MiB × 2, the argon2 crate's default), chosen because memory, not time,
+/// is what concurrent sign-ins exhaust. Stored hashes carry their own cost,
+/// so hashes made with other settings keep verifying.
+pub const ARGON2_MEMORY_KIB: u32 = 7 * 1024;
+pub const ARGON2_PASSES: u32 = 5;
+
+fn argon2() -> Result<Argon2<'static>, argon2::Error> {
+    let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, 1, None)?;
+    Ok(Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params,
+    ))
+}
+
 /// Argon2id PHC string for a user password.
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default()
+    Ok(argon2()?
         .hash_password(password.as_bytes(), &salt)?
         .to_string())
 }
 
 /// Checks a password against its stored Argon2id PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    // The hash's own parameters (in the PHC string) apply, not `argon2()`'s.
     match PasswordHash::new(phc) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -76,5 +94,15 @@ mod tests {
         assert!(verify_password("correct horse", &phc));
         assert!(!verify_password("wrong", &phc));
         assert!(!verify_password("x", "not a phc string"));
+        assert!(phc.contains("$m=7168,t=5,p=1$"), "{phc}");
+        // A hash made with other settings (the crate's default) still verifies.
+        let salt = SaltString::generate(&mut OsRng);
+        let old = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(old.contains("$m=19456,t=2,p=1$"), "{old}");
+        assert!(verify_password("correct horse", &old));
+        assert!(!verify_password("wrong", &old));
     }
 }

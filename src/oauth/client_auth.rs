@@ -18,6 +18,7 @@ use super::form::{decode, Params};
 use crate::secret;
 use crate::state::AppState;
 use crate::store::clients::{self, Client};
+use crate::store::StoreError;
 
 /// The `Authorization` header as received. A header that is not text is
 /// not "no header": it is a failed authentication, so the one-method rule
@@ -131,33 +132,58 @@ fn bad_client(detail: &'static str) -> OAuthError {
 
 const FAILED: &str = "client authentication failed";
 
-/// Where [`authenticate`] may find the client's row.
+/// Where a decision may find client rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// This process's [`crate::store::client_cache`] first. Only for a caller
-    /// that names the row in the audit entry recording its decision
-    /// ([`crate::store::audit::Entry::clients`]) when [`Authenticated::cached`].
+    /// This process's [`crate::store::client_cache`] first. Only for a
+    /// decision whose audit entry names the cached rows it used
+    /// ([`crate::store::audit::Entry::clients`], from [`ClientRows::relied`]).
     Cached,
     /// The database.
     Fresh,
 }
 
-/// A client that proved who it is.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub client: Arc<Client>,
-    /// Read from the cache, not the database: the decision must carry it.
-    pub cached: bool,
+/// The client rows one decision reads, and which of them came from the
+/// cache (those the audit commit must find unchanged).
+#[derive(Debug)]
+pub struct ClientRows {
+    lookup: Lookup,
+    relied: Vec<Arc<Client>>,
 }
 
-impl Authenticated {
-    /// The rows to check at the audit commit: this one when it was cached.
-    pub fn relied(&self) -> Vec<Arc<Client>> {
-        if self.cached {
-            vec![self.client.clone()]
-        } else {
-            Vec::new()
+impl ClientRows {
+    pub fn new(lookup: Lookup) -> ClientRows {
+        ClientRows {
+            lookup,
+            relied: Vec::new(),
         }
+    }
+
+    /// The cached rows this decision used.
+    pub fn relied(&self) -> &[Arc<Client>] {
+        &self.relied
+    }
+
+    /// Client `client_id` (not an authentication: e.g. the root client of a
+    /// token being exchanged).
+    pub async fn get(
+        &mut self,
+        app: &AppState,
+        client_id: &str,
+    ) -> Result<Option<Arc<Client>>, StoreError> {
+        if self.lookup == Lookup::Cached {
+            if let Some(c) = app.client_cache.get(client_id) {
+                self.relied.push(c.clone());
+                return Ok(Some(c));
+            }
+        }
+        Ok(match clients::get(&app.db, client_id).await? {
+            Some(c) => Some(app.client_cache.put(c)),
+            None => {
+                app.client_cache.forget(client_id);
+                None
+            }
+        })
     }
 }
 
@@ -168,8 +194,8 @@ impl Authenticated {
 pub async fn authenticate(
     app: &AppState,
     p: &Presented,
-    lookup: Lookup,
-) -> Result<Authenticated, OAuthError> {
+    rows: &mut ClientRows,
+) -> Result<Arc<Client>, OAuthError> {
     let Some(client_id) = p.client_id() else {
         return Err(OAuthError::invalid_client(
             "client authentication is required",
@@ -177,10 +203,7 @@ pub async fn authenticate(
     };
     if let (Presented::IdOnly { .. }, true) = (p, super::cimd::is_metadata_url(client_id)) {
         return match super::cimd::resolve(app, client_id, app.clock.now()).await {
-            Ok(c) if c.public => Ok(Authenticated {
-                client: Arc::new(c),
-                cached: false,
-            }),
+            Ok(c) if c.public => Ok(Arc::new(c)),
             Ok(_) => Err(OAuthError::invalid_client(
                 "this client's metadata document asks for private_key_jwt, which the token endpoint does not support yet",
             )),
@@ -188,7 +211,7 @@ pub async fn authenticate(
         };
     }
     if let (Lookup::Cached, Presented::Basic { secret, .. } | Presented::Post { secret, .. }) =
-        (lookup, p)
+        (rows.lookup, p)
     {
         if let Some(c) = app.client_cache.get(client_id) {
             let right = match (&c.secret_hash, c.public) {
@@ -196,10 +219,8 @@ pub async fn authenticate(
                 _ => false,
             };
             if right {
-                return Ok(Authenticated {
-                    client: c,
-                    cached: true,
-                });
+                rows.relied.push(c.clone());
+                return Ok(c);
             }
         }
     }
@@ -224,14 +245,7 @@ pub async fn authenticate(
         _ => (false, None),
     };
     match (ok, client) {
-        (true, Some(c)) if !c.public => Ok(Authenticated {
-            client: app.client_cache.put(c),
-            cached: false,
-        }),
-        (true, Some(c)) => Ok(Authenticated {
-            client: Arc::new(c),
-            cached: false,
-        }),
+        (true, Some(c)) => Ok(app.client_cache.put(c)),
         _ => Err(OAuthError::invalid_client(FAILED)),
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::access_token::AccessClaims;
-use super::client_auth::{self, AuthHeader, Lookup};
+use super::client_auth::{self, AuthHeader, ClientRows, Lookup};
 use super::error::{OAuthError, StatusHint};
 use super::form;
 use super::lineage;
@@ -67,9 +67,8 @@ async fn read(
         .map(|id| crate::text::escape_unsafe(id).chars().take(256).collect());
     // Introspection answers are not audit events (only refusals are), so
     // nothing would check a cached row: always the database.
-    let client = client_auth::authenticate(app, &presented, Lookup::Fresh)
-        .await?
-        .client;
+    let client =
+        client_auth::authenticate(app, &presented, &mut ClientRows::new(Lookup::Fresh)).await?;
     audit.client_type = Some(client.client_type.as_str().into());
     let Some(token) = params.get("token") else {
         return Err(OAuthError::invalid_request("missing `token`"));

@@ -57,8 +57,17 @@ fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         secret::hash_password(&secret::random_token()).unwrap_or_else(|_| {
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG".into()
+            "$argon2id$v=19$m=7168,t=5,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG".into()
         })
+    })
+}
+
+/// Bounds concurrent password hashing to the cores available.
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
     })
 }
 
@@ -95,9 +104,17 @@ pub async fn attempt(
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| dummy_hash().to_string());
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || secret::verify_password(&password, &phc))
-            .await
-            .unwrap_or(false);
+        // At most one Argon2 hash per core at a time: a burst of sign-ins
+        // waits here instead of holding ARGON2_MEMORY_KIB each on up to
+        // 512 blocking threads.
+        let ok = match hashing().acquire().await {
+            Ok(_permit) => {
+                tokio::task::spawn_blocking(move || secret::verify_password(&password, &phc))
+                    .await
+                    .unwrap_or(false)
+            }
+            Err(_) => false,
+        };
         match user {
             Some(u) if ok && u.disabled_at.is_none() => Attempt::Success(Login {
                 user_id: u.id,

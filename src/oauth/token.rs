@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::access_token::AccessClaims;
-use super::client_auth::{self, AuthHeader, Lookup};
+use super::client_auth::{self, AuthHeader, ClientRows, Lookup};
 use super::error::{OAuthError, StatusHint};
 use super::form::{self, Params};
 use super::grants::{authorization_code, client_credentials, refresh_token, token_exchange};
@@ -280,16 +280,17 @@ pub async fn token(
         let mut audit = AuditEvent::new(EventKind::TokenDenied, Outcome::Failure, now);
         audit.ip = req.ip.clone();
         audit.request_id = req.request_id.clone();
-        let mut relied = Vec::new();
-        let written =
-            match decide(app, &req, &mut audit, &mut label, &mut relied, lookup, now).await {
-                Ok(issue) => issue_token(app, audit, issue, &relied).await,
-                Err(refusal) => refuse(app, audit, refusal, &relied).await.map(Err),
-            };
+        let mut rows = ClientRows::new(lookup);
+        let decision = decide(app, &req, &mut audit, &mut label, &mut rows, now).await;
+        let relied = rows.relied();
+        let written = match decision {
+            Ok(issue) => issue_token(app, audit, issue, relied).await,
+            Err(refusal) => refuse(app, audit, refusal, relied).await.map(Err),
+        };
         match written {
             Ok(outcome) => break outcome,
             Err(ClientChanged) => {
-                for c in &relied {
+                for c in relied {
                     app.client_cache.forget(&c.client_id);
                 }
                 if lookup == Lookup::Fresh {
@@ -328,8 +329,7 @@ async fn decide(
     req: &TokenRequest,
     audit: &mut AuditEvent,
     label: &mut &'static str,
-    relied: &mut Vec<Arc<Client>>,
-    lookup: Lookup,
+    rows: &mut ClientRows,
     now: i64,
 ) -> Result<Issue, Refusal> {
     let bytes = match &req.body {
@@ -351,9 +351,7 @@ async fn decide(
     audit.scope_requested = params.get("scope").map(audit_text);
     let presented = client_auth::presented(&req.authorization, &params)?;
     audit.client_id = presented.client_id().map(audit_text);
-    let authenticated = client_auth::authenticate(app, &presented, lookup).await?;
-    *relied = authenticated.relied();
-    let client = authenticated.client;
+    let client = client_auth::authenticate(app, &presented, rows).await?;
     audit.client_type = Some(client.client_type.as_str().into());
     match TokenGrant::parse(&params)? {
         TokenGrant::ClientCredentials(r) => {
@@ -363,7 +361,9 @@ async fn decide(
             authorization_code::grant(app, &client, r, audit, now).await
         }
         TokenGrant::RefreshToken(r) => refresh_token::grant(app, &client, r, audit, now).await,
-        TokenGrant::TokenExchange(r) => token_exchange::grant(app, &client, r, audit, now).await,
+        TokenGrant::TokenExchange(r) => {
+            token_exchange::grant(app, &client, r, audit, rows, now).await
+        }
     }
 }
 

@@ -18,19 +18,21 @@ use crate::audit::{AuditEvent, EventKind};
 use crate::oauth::access_token::{new_jti, AccessClaims};
 use crate::oauth::act::Actor;
 use crate::oauth::authorize::acr_rank;
+use crate::oauth::client_auth::ClientRows;
 use crate::oauth::error::OAuthError;
 use crate::oauth::lineage;
 use crate::oauth::scope::{expiry, intersect, narrow};
 use crate::oauth::token::{Issue, Refusal, TokenExchangeRequest};
 use crate::oauth::types::{GrantType, TokenTypeUri};
 use crate::state::AppState;
-use crate::store::clients::{self, Client};
+use crate::store::clients::Client;
 
 pub async fn grant(
     app: &AppState,
     client: &Client,
     req: TokenExchangeRequest,
     audit: &mut AuditEvent,
+    rows: &mut ClientRows,
     now: i64,
 ) -> Result<Issue, Refusal> {
     if client.public || !client.allows_grant(GrantType::TokenExchange) {
@@ -127,8 +129,8 @@ pub async fn grant(
     // Rule 4: what the root allowed, for this audience, narrowed by `scope`.
     let root_scopes = match (&live.grant, live.root()) {
         (Some(grant), _) => grant.scopes.clone(),
-        (None, Some(root)) => match clients::get(&app.db, &root.client_id).await? {
-            Some(c) => c.scopes,
+        (None, Some(root)) => match rows.get(app, &root.client_id).await? {
+            Some(c) => c.scopes.clone(),
             None => Vec::new(),
         },
         (None, None) => Vec::new(),
