@@ -159,6 +159,11 @@ impl ClientRows {
         }
     }
 
+    /// From now on, reads the database only.
+    pub fn read_fresh(&mut self) {
+        self.lookup = Lookup::Fresh;
+    }
+
     /// The cached rows this decision used.
     pub fn relied(&self) -> &[Arc<Client>] {
         &self.relied

@@ -351,6 +351,15 @@ async fn decide(
     audit.scope_requested = params.get("scope").map(audit_text);
     let presented = client_auth::presented(&req.authorization, &params)?;
     audit.client_id = presented.client_id().map(audit_text);
+    // A grant that redeems a single-use value decides inside a transaction
+    // holding the write lock: it reads its client before, from the database,
+    // rather than make that transaction re-check a cached row.
+    if !matches!(
+        params.get("grant_type").and_then(GrantType::from_wire),
+        Some(GrantType::ClientCredentials | GrantType::TokenExchange)
+    ) {
+        rows.read_fresh();
+    }
     let client = client_auth::authenticate(app, &presented, rows).await?;
     audit.client_type = Some(client.client_type.as_str().into());
     match TokenGrant::parse(&params)? {

@@ -262,9 +262,16 @@ impl Db {
         }
         #[cfg(feature = "postgres")]
         {
-            let opts = PgConnectOptions::from_str(url)?;
+            let opts = loopback_without_tls(url, PgConnectOptions::from_str(url)?);
+            // No ping before each acquire either: it doubled every query's
+            // round trips. A connection PostgreSQL dropped (a restart) fails
+            // its one request with 503 and leaves the pool; the next
+            // request opens a fresh one. Idle connections are closed after
+            // a minute, before most proxies and firewalls would drop them.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                .test_before_acquire(false)
+                .idle_timeout(Duration::from_secs(60))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await?;
@@ -424,6 +431,33 @@ pub(crate) fn from_json_list(column: &str, text: &str) -> Result<Vec<String>, St
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
+/// sqlx's default `sslmode` is `prefer`: TLS when the server offers it,
+/// unverified. To a PostgreSQL on this host (loopback or a Unix socket)
+/// that protects nothing and costs a TLS handshake per pooled connection
+/// (~100 ms of CPU loading the system's root certificates). So with no
+/// `sslmode` in the URL, loopback connects in the clear; any other host
+/// keeps sqlx's default (set `sslmode=verify-full` for a remote database).
+#[cfg(feature = "postgres")]
+fn loopback_without_tls(url: &str, opts: PgConnectOptions) -> PgConnectOptions {
+    let explicit = url::Url::parse(url)
+        .map(|u| {
+            u.query_pairs()
+                .any(|(k, _)| k == "sslmode" || k == "ssl-mode")
+        })
+        .unwrap_or(true);
+    let host = opts.get_host();
+    let local = host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if explicit || !local {
+        return opts;
+    }
+    opts.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+}
+
 #[cfg(test)]
 mod tests {
     /// Both drivers must carry the same migration versions (STYLE §5).
@@ -441,5 +475,29 @@ mod tests {
         let p = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
         assert!(!s.is_empty());
         assert_eq!(s, p);
+    }
+
+    /// TLS is dropped only for a database on this host with no `sslmode`.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn loopback_postgres_skips_tls_unless_asked() {
+        use sqlx::postgres::{PgConnectOptions, PgSslMode};
+        use std::str::FromStr;
+        let mode = |url: &str| {
+            let opts = super::loopback_without_tls(url, PgConnectOptions::from_str(url).unwrap());
+            format!("{:?}", opts.get_ssl_mode())
+        };
+        let (off, prefer, full) = (
+            format!("{:?}", PgSslMode::Disable),
+            format!("{:?}", PgSslMode::Prefer),
+            format!("{:?}", PgSslMode::VerifyFull),
+        );
+        assert_eq!(mode("postgres://u@127.0.0.1:5432/db"), off);
+        assert_eq!(mode("postgres://u@localhost/db"), off);
+        assert_eq!(mode("postgres://u@[::1]/db"), off);
+        assert_eq!(mode("postgres://u@db.example.com/db"), prefer);
+        assert_eq!(mode("postgres://u@10.0.0.5/db"), prefer);
+        assert_eq!(mode("postgres://u@127.0.0.1/db?sslmode=verify-full"), full);
+        assert_eq!(mode("postgres://u@127.0.0.1/db?sslmode=prefer"), prefer);
     }
 }
