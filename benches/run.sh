@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark of SPEC §11: mandate and node-oidc-provider on this machine,
 # in the same run, each pinned to core 0 with wrk on core 1; prints one table
-# of medians per database (SQLite, PostgreSQL) with ratios, and writes it to
+# of medians per database (SQLite, PostgreSQL) with ratios, and a scale-out
+# table (1-3 instances on one PostgreSQL database), and writes them to
 # benches/results/latest.md. See benches/README.md.
 #
 #   bash benches/run.sh [--quick] [--no-postgres]
 #
 # --quick: one 3 s round per cell (under 2 minutes after the build, indicative only);
-# the default is three 10 s rounds per cell (about 17 minutes).
+# the default is three 10 s rounds per cell (about 20 minutes).
 #
 # It installs what is missing: wrk (Debian package), node-oidc-provider and
 # Node 22 (npm packages `oidc-provider` and `node`, pinned in
@@ -23,7 +24,7 @@ cd "$root"
 for a in "$@"; do
   case "$a" in
     --quick|--no-postgres) ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $a (use --quick, --no-postgres)" >&2; exit 2 ;;
   esac
 done
