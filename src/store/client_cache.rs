@@ -4,7 +4,7 @@
 //! A cached row is a claim, never a fact: every decision made on one names
 //! it in its audit [`Entry::clients`](super::audit::Entry), and the audit
 //! commit compares it with the stored row *in the transaction that records
-//! the decision* ([`super::clients::changed`]). A client rotated, changed or
+//! the decision* ([`super::clients::get_many`]). A client rotated, changed or
 //! deleted by any process — another instance, `mandate client rotate-secret`
 //! — is therefore refused from the first commit after the change, with no
 //! bounded delay to document: the decision is retried on a fresh read.
@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 use super::clients::Client;
 
 /// Most rows kept; when full the cache starts over (clients are few, and a
-/// caller can only put rows there by authenticating as them).
+/// row gets here only when a caller authenticates as it or presents a valid
+/// token it is the root of).
 pub const MAX_ENTRIES: usize = 4096;
 
 #[derive(Default)]
@@ -46,12 +47,57 @@ impl ClientCache {
         let mut rows = self.rows.write().unwrap_or_else(|p| p.into_inner());
         rows.remove(client_id);
     }
+}
 
-    pub fn len(&self) -> usize {
-        self.rows.read().unwrap_or_else(|p| p.into_inner()).len()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::types::{AuthMethod, ClientOrigin, ClientType};
+
+    fn client(id: &str) -> Client {
+        Client {
+            client_id: id.into(),
+            name: id.into(),
+            client_type: ClientType::Service,
+            public: false,
+            secret_hash: None,
+            origin: ClientOrigin::Operator,
+            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+            grant_types: Vec::new(),
+            redirect_uris: Vec::new(),
+            resources: Vec::new(),
+            scopes: Vec::new(),
+            owns_resources: Vec::new(),
+            exchange_to: Vec::new(),
+            dpop_bound_access_tokens: false,
+            jwks_uri: None,
+            jwks: None,
+            metadata: None,
+            created_at: 0,
+            updated_at: 0,
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Bounded: a new row beyond the bound starts the cache over; a row
+    /// already there is replaced in place; `forget` removes one row.
+    #[test]
+    fn bounded_replace_and_forget() {
+        let cache = ClientCache::default();
+        for i in 0..MAX_ENTRIES {
+            cache.put(client(&format!("c{i}")));
+        }
+        let mut newer = client("c7");
+        newer.name = "renamed".into();
+        cache.put(newer);
+        assert_eq!(cache.get("c7").unwrap().name, "renamed");
+        assert!(
+            cache.get("c0").is_some(),
+            "replacing a row cleared the cache"
+        );
+        cache.put(client("one-more"));
+        assert!(cache.get("c0").is_none(), "the bound was not kept");
+        assert!(cache.get("one-more").is_some());
+        cache.forget("one-more");
+        assert!(cache.get("one-more").is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! Storage over SQLite or PostgreSQL with one set of SQL strings.
 //!
-//! [`Db`] holds one concrete pool; [`on_db!`] and [`on_tx!`] write a body once
+//! [`Db`] holds one concrete pool; [`on_db!`](crate::on_db) and [`on_tx!`](crate::on_tx) write a body once
 //! and compile it once per driver (STYLE §5). SQL uses the shared dialect:
 //! `$n` placeholders, TEXT ids, BIGINT unix-second times bound from Rust, JSON
 //! as TEXT, `ON CONFLICT`, `RETURNING`. Single-use facts are primary keys or
