@@ -670,7 +670,7 @@ pub async fn issue_code(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::oauth::types::{AuthMethod, ClientType};
     use std::collections::BTreeMap;
@@ -700,7 +700,9 @@ mod tests {
         .unwrap()
     }
 
-    fn client(origin: ClientOrigin, public: bool) -> Client {
+    /// A client with one resource, one scope and two redirect URIs (also
+    /// used by other modules' tests).
+    pub(crate) fn client(origin: ClientOrigin, public: bool) -> Client {
         Client {
             client_id: "c".into(),
             name: "C".into(),

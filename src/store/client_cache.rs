@@ -52,30 +52,12 @@ impl ClientCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::types::{AuthMethod, ClientOrigin, ClientType};
+    use crate::oauth::types::ClientOrigin;
 
     fn client(id: &str) -> Client {
-        Client {
-            client_id: id.into(),
-            name: id.into(),
-            client_type: ClientType::Service,
-            public: false,
-            secret_hash: None,
-            origin: ClientOrigin::Operator,
-            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
-            grant_types: Vec::new(),
-            redirect_uris: Vec::new(),
-            resources: Vec::new(),
-            scopes: Vec::new(),
-            owns_resources: Vec::new(),
-            exchange_to: Vec::new(),
-            dpop_bound_access_tokens: false,
-            jwks_uri: None,
-            jwks: None,
-            metadata: None,
-            created_at: 0,
-            updated_at: 0,
-        }
+        let mut c = crate::oauth::authorize::tests::client(ClientOrigin::Operator, false);
+        c.client_id = id.into();
+        c
     }
 
     /// Bounded: a new row beyond the bound starts the cache over; a row
