@@ -164,6 +164,16 @@ impl ClientRows {
         self.lookup = Lookup::Fresh;
     }
 
+    /// A row just read from the database, shared; kept in the cache only
+    /// by decisions that use the cache (an introspection, which never
+    /// reads it, takes no write lock on it).
+    fn keep(&self, app: &AppState, client: Client) -> Arc<Client> {
+        match self.lookup {
+            Lookup::Cached => app.client_cache.put(client),
+            Lookup::Fresh => Arc::new(client),
+        }
+    }
+
     /// The cached rows this decision used.
     pub fn relied(&self) -> &[Arc<Client>] {
         &self.relied
@@ -183,7 +193,7 @@ impl ClientRows {
             }
         }
         Ok(match clients::get(&app.db, client_id).await? {
-            Some(c) => Some(app.client_cache.put(c)),
+            Some(c) => Some(self.keep(app, c)),
             None => {
                 app.client_cache.forget(client_id);
                 None
@@ -250,7 +260,7 @@ pub async fn authenticate(
         _ => (false, None),
     };
     match (ok, client) {
-        (true, Some(c)) => Ok(app.client_cache.put(c)),
+        (true, Some(c)) => Ok(rows.keep(app, c)),
         _ => Err(OAuthError::invalid_client(FAILED)),
     }
 }
